@@ -1,0 +1,1 @@
+"""Tiny model directories built once per test session (grpo.models.factory)."""
