@@ -1,0 +1,86 @@
+"""load_rows: a DatasetSpec -> a `datasets.Dataset` with "question" and "answer" (strings) plus extra columns.
+
+Every row is checked on the way in; a broken one is a UserError naming its file and row, never a silent drop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from datasets import Dataset, load_dataset
+
+from grpo.data.adapters import ADAPTERS, adapter_rows
+from grpo.data.records import map_record, read_records
+from grpo.data.spec import DatasetSpec
+from grpo.data.tasks import TASKS
+from grpo.errors import UserError
+
+
+def load_rows(spec: DatasetSpec, base_dir: Path | None = None) -> Dataset:
+    """The rows `spec` names: shuffled with `spec.seed` when asked, then cut to `spec.n` rows.
+
+    Relative file paths resolve against `base_dir` (the recipe's folder; the working directory if None).
+    """
+    if spec.kind == "task":
+        rows, origin = _task_rows(spec), spec.source
+    elif spec.kind == "adapter":
+        rows, origin = adapter_rows(spec.source, spec.split), spec.source
+    elif spec.kind == "file":
+        path = spec.local_path(base_dir)
+        origin = str(path)
+        rows = [map_record(record, spec.columns, origin) for record in read_records(path)]
+    elif spec.kind == "stage":
+        raise UserError(f"data source {spec.source!r} names the dataset of stage {spec.source[1:]!r}; the "
+                        "pipeline runner must swap in that stage's output file before loading")
+    else:
+        rows, origin = _hub_rows(spec), f"hub dataset {spec.source!r} (split {spec.split!r})"
+    if not rows:
+        raise UserError(f"{origin}: no rows")
+    dataset = rows_to_dataset(rows, origin)
+    if spec.shuffle:
+        dataset = dataset.shuffle(seed=spec.seed)
+    if spec.n is not None and spec.n < len(dataset):
+        dataset = dataset.select(range(spec.n))
+    return dataset
+
+
+def task_seed(seed: int, split: str) -> int:
+    """The generator seed for a split: "train" uses `seed` as given; any other split hashes its name in, so
+    a recipe's test rows are an independent draw rather than a copy of its training rows."""
+    if split == "train":
+        return seed
+    return int.from_bytes(hashlib.sha256(f"{split}:{seed}".encode()).digest()[:4], "big")
+
+
+def rows_to_dataset(rows: list[dict[str, Any]], origin: str) -> Dataset:
+    """A Dataset with the union of the rows' columns (a row without an extra column gets null there)."""
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    arrays = {}
+    for name in names:
+        try:
+            arrays[name] = pa.array([row.get(name) for row in rows])
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise UserError(f"{origin}: column {name!r} mixes value types across rows ({exc})") from exc
+    return Dataset.from_dict(arrays)
+
+
+def _task_rows(spec: DatasetSpec) -> list[dict[str, Any]]:
+    options = {"difficulty": spec.difficulty} if spec.task == "arithmetic" else {}
+    return TASKS[spec.task](spec.n, task_seed(spec.seed, spec.split), **options)
+
+
+def _hub_rows(spec: DatasetSpec) -> list[dict[str, Any]]:
+    origin = f"hub dataset {spec.source!r}"
+    try:
+        dataset = load_dataset(spec.source, spec.config, split=spec.split)
+    except Exception as exc:  # no network, unknown name, bad config or split: each its own type, all the user's
+        raise UserError(
+            f"data source {spec.source!r} is not a task (task:{', task:'.join(TASKS)}), a built-in dataset "
+            f"({', '.join(ADAPTERS)}) or a local file (.jsonl, .json, .parquet), and loading it from the Hugging Face "
+            f"hub failed: {type(exc).__name__}: {exc}") from exc
+    return [map_record((f"row {i}", dict(row)), spec.columns, origin) for i, row in enumerate(dataset, start=1)]
