@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from grpo import progress
 from grpo.errors import UserError
 
 # "module:function" for each command group; each function adds its subparser(s) and sets `func`.
@@ -19,6 +20,7 @@ COMMAND_GROUPS = [
     "grpo.models.cli:register",        # models make
     "rewards.cli:register",            # rewards score
     "sandbox.cli:register",            # sandbox check / run
+    "grpo.report.cli:register",        # report, runs
 ]
 
 
@@ -28,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="RL post-training for reasoning models: run recipe YAMLs (SFT, GRPO, rejection "
         "sampling, distillation, eval) on vLLM + Ray, and the tools around them.",
     )
+    progress.add_verbosity_flags(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for entry in COMMAND_GROUPS:
@@ -46,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    progress.configure(args)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

@@ -1,0 +1,249 @@
+"""The recipe schema: typed, documented fields with defaults, and strict validation.
+
+A recipe is a YAML file: a few run-wide settings, the initial policy, and a list of named stages that run in
+order. Each stage names its type (`sft`, `rl`, `eval`, ...) and reads the model the stage before it wrote,
+unless it says otherwise with `model: "@stage_name"` or a directory. Unknown keys are errors: a typo such as
+`temprature` must never be silently ignored.
+
+Option names follow TRL where the concept is the same (beta, epsilon, epsilon_high, num_generations,
+loss_type, scale_rewards, max_completion_length), so TRL users can move without a dictionary.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from grpo.data.spec import DatasetSpec
+from rewards.spec import RewardSpec
+
+
+class Strict(BaseModel):
+    """Base for every recipe section: unknown keys are rejected, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSpec(Strict):
+    """The initial policy: build one from a preset (`make`) or load a Hugging Face directory (`path`)."""
+
+    make: str | None = Field(None, description="Preset to build locally, e.g. tiny-qwen2, tiny-deepseek-v3.")
+    path: str | None = Field(None, description="A Hugging Face model directory (config.json + safetensors).")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="Config overrides for `make`.")
+    seed: int = Field(0, description="Seed of the random initialisation for `make`.")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelSpec":
+        if (self.make is None) == (self.path is None):
+            raise ValueError("give exactly one of `make` (a preset to build) or `path` (a model directory)")
+        return self
+
+
+class ClusterConfig(Strict):
+    """Where Ray runs. By default a local cluster is started; `address` joins an existing one."""
+
+    address: str | None = Field(None, description='"auto" or "host:port" of a running cluster (ray start --head).')
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of the local cluster (default: all).")
+    num_gpus: int | None = Field(None, ge=0)
+
+
+class SamplingOptions(Strict):
+    temperature: float = Field(1.0, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(-1, description="-1 disables top-k.")
+    max_completion_length: int = Field(256, ge=1, description="Max new tokens per response (TRL name).")
+
+
+class RolloutConfig(SamplingOptions):
+    """vLLM rollout workers (Ray actors, one engine each)."""
+
+    num_workers: int = Field(1, ge=1)
+    num_cpus_per_worker: float = Field(1.0, gt=0)
+    num_gpus_per_worker: float = Field(0.0, ge=0)
+    kv_cache_gib: float = Field(1.0, gt=0, description="KV cache per engine on the CPU (VLLM_CPU_KVCACHE_SPACE).")
+    max_model_len: int = Field(1024, ge=16)
+
+
+class AlgorithmConfig(Strict):
+    """GRPO and its variants (see grpo/algorithms)."""
+
+    num_generations: int = Field(8, ge=1, description="G: responses sampled per prompt.")
+    advantage_estimator: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"] = "grpo"
+    scale_rewards: bool = Field(True, description="Divide by the group's std (GRPO); off for Dr. GRPO.")
+    loss_type: Literal["grpo", "dapo", "dr_grpo"] = "grpo"
+    epsilon: float = Field(0.2, gt=0, description="Lower clip range of the ratio.")
+    epsilon_high: float | None = Field(None, gt=0, description="Upper clip range (clip-higher); default epsilon.")
+    dual_clip: float | None = Field(None, gt=1)
+    importance_sampling_level: Literal["token", "sequence"] = Field("token", description="sequence = GSPO.")
+    beta: float = Field(0.0, ge=0, description="KL coefficient; 0 loads no reference model.")
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    entropy_coef: float = 0.0
+    tis_cap: float | None = Field(2.0, gt=0, description="Truncated importance sampling cap (rollout vs learner).")
+    dynamic_sampling: bool = Field(False, description="Drop groups whose rewards are all equal (DAPO).")
+    mask_truncated_completions: bool = False
+
+
+class LoraConfig(Strict):
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | str = "all-linear"
+
+
+class OptimConfig(Strict):
+    lr: float = Field(1e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+
+
+class LearnerConfig(OptimConfig):
+    """The policy learner (Ray actors; data parallel over `num_learners` ranks)."""
+
+    num_learners: int = Field(1, ge=1)
+    num_cpus_per_learner: float = Field(1.0, gt=0)
+    num_gpus_per_learner: float = Field(0.0, ge=0)
+    token_budget: int = Field(8192, ge=16, description="Tokens per micro-batch (gradient accumulation above).")
+    logprob_chunk_size: int = Field(1024, ge=1, description="Positions per log-prob chunk (bounds logits memory).")
+    gradient_checkpointing: bool = False
+    reference_offload: bool = Field(False, description="Keep the reference model on the CPU (GPU runs).")
+    lora: LoraConfig | None = None
+    router: Literal["frozen_bias", "aux_loss"] = Field(
+        "frozen_bias", description="MoE: keep the aux-loss-free expert bias fixed during RL, or add a balance loss."
+    )
+    router_aux_loss_coef: float = Field(0.0, ge=0)
+
+
+class StageBase(Strict):
+    name: str = Field(description="Unique stage name; later stages refer to its outputs as '@name'.")
+    model: str | None = Field(
+        None, description="'@stage', '@base' (the initial model) or a directory; default: the previous stage's model.")
+    template: Literal["r1_zero", "chat", "plain"] = "r1_zero"
+
+
+class SFTStage(StageBase):
+    """Supervised fine-tuning on (question, reasoning, answer) traces; loss on response tokens only."""
+
+    type: Literal["sft"]
+    data: DatasetSpec
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(16, ge=1)
+    max_length: int = Field(512, ge=8)
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-3))
+
+
+class RLStage(StageBase):
+    """GRPO on vLLM rollouts, rewards from the registry, updates from grpo/algorithms."""
+
+    type: Literal["rl"]
+    data: DatasetSpec
+    rewards: list[RewardSpec] = Field(min_length=1)
+    steps: int = Field(10, ge=1)
+    prompts_per_step: int = Field(8, ge=1)
+    num_iterations: int = Field(1, ge=1, description="Updates per batch (mu in DeepSeekMath).")
+    mini_batches: int = Field(1, ge=1, description="Optimizer steps per iteration over the batch.")
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    learner: LearnerConfig = Field(default_factory=LearnerConfig)
+    checkpoint_every: int = Field(5, ge=1)
+    sync_check_every: int = Field(1, ge=0, description="Log rollout/learner log-prob mismatch every N steps.")
+
+
+class EvalStage(StageBase):
+    """Accuracy of a model on held-out data with a reward (greedy or sampled)."""
+
+    type: Literal["eval"]
+    data: DatasetSpec
+    rewards: list[RewardSpec] = Field(min_length=1)
+    models: list[str] = Field(default_factory=list, description="Extra models to compare ('@stage' or dirs).")
+    num_samples: int = Field(1, ge=1)
+    sampling: SamplingOptions = Field(default_factory=lambda: SamplingOptions(temperature=0.0))
+
+
+class ReadabilityFilters(Strict):
+    """Filters of rejection sampling beyond correctness (DeepSeek-R1: readable, single-language reasoning)."""
+
+    require_format: bool = Field(True, description="Keep only completions in the strict R1 format.")
+    max_completion_tokens: int | None = Field(None, ge=1, description="Drop completions longer than this.")
+    language: str | None = Field("en", description="Target language of the reasoning; null disables the check.")
+    min_language_share: float = Field(0.9, ge=0, le=1, description="Share of the reasoning in `language`.")
+
+
+class RejectionSamplingStage(StageBase):
+    """Sample N completions per prompt, keep verified-correct, readable, distinct ones; write a dataset."""
+
+    type: Literal["rejection_sampling"]
+    data: DatasetSpec
+    rewards: list[RewardSpec] = Field(min_length=1, description="The first is the correctness check (>= 1 passes).")
+    num_samples: int = Field(4, ge=1)
+    max_per_prompt: int = Field(1, ge=1, description="Kept completions per prompt, at most.")
+    sampling: SamplingOptions = Field(default_factory=SamplingOptions)
+    filters: ReadabilityFilters = Field(default_factory=ReadabilityFilters)
+    mix_in: list[DatasetSpec] = Field(default_factory=list, description="Other data (with a `completion` column) to mix in.")
+
+
+class DistillStage(StageBase):
+    """The teacher (this stage's model) writes verified traces with vLLM; a student is fine-tuned on them.
+
+    The student may have another architecture and tokenizer: traces travel as text.
+    """
+
+    type: Literal["distill"]
+    student: ModelSpec
+    data: DatasetSpec
+    rewards: list[RewardSpec] = Field(min_length=1, description="The first is the correctness check for traces.")
+    num_samples: int = Field(4, ge=1, description="Teacher samples per prompt.")
+    sampling: SamplingOptions = Field(default_factory=SamplingOptions)
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(16, ge=1)
+    max_length: int = Field(512, ge=8)
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-3))
+    eval_data: DatasetSpec | None = Field(None, description="Held-out data to score the student before and after.")
+
+
+Stage = Annotated[Union[SFTStage, RLStage, EvalStage, RejectionSamplingStage, DistillStage],
+                  Field(discriminator="type")]
+DATASET_STAGES = ("rejection_sampling",)
+
+
+class Recipe(Strict):
+    """A whole run: settings shared by every stage, then the stages in order."""
+
+    name: str
+    seed: int = 0
+    output_dir: str | None = Field(None, description="Run directory (default: runs/<name>).")
+    model: ModelSpec
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    stages: list[Stage] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _stage_references(self) -> "Recipe":
+        seen: set[str] = {"base"}  # "@base" is the initial policy (model:)
+        for stage in self.stages:
+            if stage.name in seen:
+                raise ValueError(f"stage name '{stage.name}' is used twice; stage names must be unique")
+            refs = [stage.model] + list(getattr(stage, "models", []))
+            data = getattr(stage, "data", None)
+            if data is not None and data.source.startswith("@"):
+                producers = [s.name for s in self.stages if s.type in DATASET_STAGES and s.name in seen]
+                if data.source[1:] not in producers:
+                    raise ValueError(
+                        f"stage '{stage.name}' reads data from '{data.source}', which is not an earlier stage that "
+                        f"writes a dataset (earlier dataset stages: {', '.join(producers) or 'none'})")
+            for ref in refs:
+                if ref and ref.startswith("@") and ref[1:] not in seen:
+                    earlier = ", ".join(sorted(seen)) or "none"
+                    raise ValueError(
+                        f"stage '{stage.name}' refers to '{ref}', which is not an earlier stage "
+                        f"(earlier stages: {earlier})"
+                    )
+            seen.add(stage.name)
+        return self
+
+    def run_dir(self, base: Path | None = None) -> Path:
+        out = Path(self.output_dir) if self.output_dir else Path("runs") / self.name
+        return out if out.is_absolute() or base is None else base / out
