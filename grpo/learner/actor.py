@@ -1,0 +1,70 @@
+"""Ray edge of the learner: one actor per data-parallel rank, each wrapping a plain `Learner`."""
+
+from __future__ import annotations
+
+import socket
+
+import ray
+
+from grpo.learner.learner import DistInfo, Learner
+
+
+class LearnerHost:
+    """Constructed empty so that rank 0 can report a rendezvous address before any rank builds its model."""
+
+    def __init__(self, num_threads: int):
+        import torch
+
+        torch.set_num_threads(max(1, num_threads))
+        self.learner: Learner | None = None
+
+    def rendezvous_address(self) -> str:
+        ip = ray.util.get_node_ip_address()
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        return f"tcp://{ip}:{port}"
+
+    def setup(self, rank: int, world_size: int, init_method: str | None, **learner_kwargs) -> None:
+        learner_kwargs["dist_info"] = DistInfo(rank=rank, world_size=world_size, init_method=init_method)
+        self.learner = Learner(**learner_kwargs)
+
+    def train(self, samples, global_num_samples):
+        return self.learner.train(samples, global_num_samples)
+
+    def compute_logprobs(self, samples):
+        return self.learner.compute_logprobs(samples)
+
+    def sync_state_dict(self):
+        return self.learner.sync_state_dict()
+
+    def trainable_names(self):
+        return self.learner.trainable_names()
+
+    def save(self, directory: str) -> None:
+        self.learner.save(directory)
+
+    def save_model(self, directory: str) -> None:
+        self.learner.save_model(directory)
+
+    def load_trainer_state(self, directory: str) -> None:
+        self.learner.load_trainer_state(directory)
+
+    def load_adapter(self, directory: str) -> None:
+        self.learner.load_adapter(directory)
+
+    def close(self) -> None:
+        if self.learner is not None:
+            self.learner.close()
+
+
+def make_learners(num_learners: int, num_cpus: float, num_gpus: float, **learner_kwargs) -> list:
+    """Start `num_learners` ranks; with more than one, they form a gloo (CPU) or NCCL (GPU) process group."""
+    remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(LearnerHost)
+    actors = [remote.remote(num_threads=int(max(1, num_cpus))) for _ in range(num_learners)]
+    init_method = ray.get(actors[0].rendezvous_address.remote()) if num_learners > 1 else None
+    ray.get([
+        actor.setup.remote(rank, num_learners, init_method, **learner_kwargs)
+        for rank, actor in enumerate(actors)
+    ])
+    return actors

@@ -1,0 +1,93 @@
+"""Turning rollout samples into padded tensors, and splitting them into micro-batches by token budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class TrainSample:
+    """One response as the learner sees it. Lists, not tensors, so it travels cheaply through Ray."""
+
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    advantage: float
+    rollout_logprobs: list[float] | None = None
+    old_logprobs: list[float] | None = None  # filled by the learner when num_iterations > 1
+    ref_logprobs: list[float] | None = None  # filled by the learner when beta > 0
+    truncated: bool = False
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt_ids) + len(self.completion_ids)
+
+
+def pack_by_token_budget(samples: list[TrainSample], token_budget: int) -> list[list[int]]:
+    """Indices of micro-batches whose padded size (rows x longest row) stays within `token_budget`.
+
+    Samples are sorted by length first so rows of similar length share a micro-batch and little padding
+    is computed; a single sample longer than the budget gets a micro-batch of its own. Deterministic.
+    """
+    order = sorted(range(len(samples)), key=lambda i: (samples[i].length, i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in order:
+        length = samples[i].length
+        if current and max(longest, length) * (len(current) + 1) > token_budget:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, length)
+    if current:
+        batches.append(current)
+    return batches
+
+
+@dataclass
+class MicroBatch:
+    input_ids: torch.Tensor  # [B, L] right-padded prompt+completion
+    attention_mask: torch.Tensor  # [B, L]
+    prompt_lengths: list[int]
+    completion_mask: torch.Tensor  # [B, T] 1 where the completion token counts
+    advantages: torch.Tensor  # [B]
+    rollout_logprobs: torch.Tensor | None  # [B, T]
+    old_logprobs: torch.Tensor | None
+    ref_logprobs: torch.Tensor | None
+
+
+def collate(samples: list[TrainSample], pad_id: int) -> MicroBatch:
+    lengths = [s.length for s in samples]
+    max_len = max(lengths)
+    max_completion = max(len(s.completion_ids) for s in samples)
+    input_ids = torch.full((len(samples), max_len), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(samples), max_len), dtype=torch.long)
+    completion_mask = torch.zeros((len(samples), max_completion), dtype=torch.float32)
+    for row, s in enumerate(samples):
+        ids = s.prompt_ids + s.completion_ids
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention_mask[row, : len(ids)] = 1
+        completion_mask[row, : len(s.completion_ids)] = 1.0
+
+    def per_token(attr: str) -> torch.Tensor | None:
+        values = [getattr(s, attr) for s in samples]
+        if any(v is None for v in values):
+            return None
+        out = torch.zeros((len(samples), max_completion), dtype=torch.float32)
+        for row, v in enumerate(values):
+            out[row, : len(v)] = torch.tensor(v, dtype=torch.float32)
+        return out
+
+    return MicroBatch(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        prompt_lengths=[len(s.prompt_ids) for s in samples],
+        completion_mask=completion_mask,
+        advantages=torch.tensor([s.advantage for s in samples], dtype=torch.float32),
+        rollout_logprobs=per_token("rollout_logprobs"),
+        old_logprobs=per_token("old_logprobs"),
+        ref_logprobs=per_token("ref_logprobs"),
+    )

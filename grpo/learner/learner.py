@@ -1,0 +1,335 @@
+"""The policy learner: a plain class (usable in-process) that the Ray actor in grpo/learner/actor.py wraps.
+
+It holds the transformers policy (dense or DeepSeek-V3 MoE + MLA, optionally LoRA through peft), the frozen
+reference (only when beta > 0), AdamW and the LR schedule. `train` runs num_iterations x mini_batches
+optimizer steps over one batch of scored samples; micro-batches are packed by token budget and their
+gradients accumulated; with several ranks, gradients are summed over gloo/NCCL (each rank normalises its
+loss by the global counts, so the sum is the gradient of the whole batch).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from grpo.algorithms.losses import PolicyLossConfig, policy_loss
+from grpo.config import AlgorithmConfig, LearnerConfig
+from grpo.learner.batching import TrainSample, collate, pack_by_token_budget
+from grpo.learner.logprobs import completion_logprobs
+from grpo.learner.moe import RouterProbe
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    init_method: str | None = None  # e.g. tcp://127.0.0.1:29500
+
+
+def loss_config(algo: AlgorithmConfig, max_completion_length: int) -> PolicyLossConfig:
+    return PolicyLossConfig(
+        loss_type=algo.loss_type,
+        epsilon=algo.epsilon,
+        epsilon_high=algo.epsilon_high,
+        dual_clip=algo.dual_clip,
+        importance_sampling_level=algo.importance_sampling_level,
+        beta=algo.beta,
+        kl_estimator=algo.kl_estimator,
+        entropy_coef=algo.entropy_coef,
+        max_completion_length=max_completion_length,
+        tis_cap=algo.tis_cap,
+    )
+
+
+class Learner:
+    def __init__(
+        self,
+        model_dir: str | Path,
+        learner: LearnerConfig,
+        algorithm: AlgorithmConfig,
+        *,
+        total_steps: int,
+        num_iterations: int = 1,
+        mini_batches: int = 1,
+        max_completion_length: int = 256,
+        seed: int = 0,
+        dtype: str = "float32",
+        dist_info: DistInfo | None = None,
+    ):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.cfg = learner
+        self.algo = algorithm
+        self.num_iterations = num_iterations
+        self.mini_batches = mini_batches
+        self.dist = dist_info or DistInfo()
+        if self.dist.world_size > 1 and not dist.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            dist.init_process_group(backend, init_method=self.dist.init_method,
+                                    rank=self.dist.rank, world_size=self.dist.world_size)
+        seed_everything(seed)
+        self.device = torch.device("cuda" if torch.cuda.is_available() and learner.num_gpus_per_learner > 0 else "cpu")
+        torch_dtype = DTYPES[dtype]
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype, local_files_only=True)
+        self.model.to(self.device)
+        self.needs_reference = algorithm.beta > 0
+        self.reference = None
+        if learner.lora is not None:
+            from peft import LoraConfig as PeftLoraConfig, get_peft_model
+
+            lora = learner.lora
+            self.model = get_peft_model(self.model, PeftLoraConfig(
+                r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+        elif self.needs_reference:
+            # With LoRA the reference is the same model with its adapters disabled: no second copy.
+            ref_device = torch.device("cpu") if learner.reference_offload else self.device
+            self.reference = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype, local_files_only=True)
+            self.reference.to(ref_device).eval().requires_grad_(False)
+        if learner.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if learner.lora is not None:
+                self.model.enable_input_require_grads()
+        self.model.train()
+        self.router = RouterProbe(self.model, with_aux_loss=learner.router == "aux_loss")
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=learner.lr, weight_decay=learner.weight_decay)
+        total_updates = max(1, total_steps * num_iterations * mini_batches)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda=lr_lambda(learner.lr_schedule, learner.warmup_steps, total_updates))
+        self.loss_cfg = loss_config(algorithm, max_completion_length)
+        self.updates = 0
+
+    # ------------------------------------------------------------------------------------ log-probs
+
+    @torch.no_grad()
+    def _fill_logprobs(self, samples: list[TrainSample], attr: str, model: torch.nn.Module) -> None:
+        for idx in pack_by_token_budget(samples, self.cfg.token_budget):
+            group = [samples[i] for i in idx]
+            mb = collate(group, self.pad_id)
+            logp, _ = self._logprobs(model, mb, with_entropy=False)
+            for row, s in enumerate(group):
+                setattr(s, attr, logp[row, : len(s.completion_ids)].tolist())
+
+    def _logprobs(self, model, mb, with_entropy: bool):
+        device = next(model.parameters()).device
+        return completion_logprobs(
+            model, mb.input_ids.to(device), mb.attention_mask.to(device), mb.prompt_lengths,
+            mb.completion_mask.shape[1], chunk_size=self.cfg.logprob_chunk_size, with_entropy=with_entropy)
+
+    def compute_logprobs(self, samples: list[TrainSample]) -> list[list[float]]:
+        """Current-policy log-probs of each sample's completion (eval mode, no grad). Used by parity tests."""
+        self.model.eval()
+        self._fill_logprobs(samples, "old_logprobs", self.model)
+        self.model.train()
+        return [s.old_logprobs for s in samples]
+
+    # ------------------------------------------------------------------------------------ training
+
+    def train(self, samples: list[TrainSample], global_num_samples: int | None = None) -> dict[str, float]:
+        """Optimizer steps over this rank's share of one batch; returns metrics averaged over micro-batches."""
+        t0 = time.perf_counter()
+        if not samples:
+            return {"learner/skipped_empty_batch": 1.0}
+        if self.needs_reference:
+            if self.reference is not None:
+                self._fill_logprobs(samples, "ref_logprobs", self.reference)
+            else:
+                with self.model.disable_adapter():
+                    self._fill_logprobs(samples, "ref_logprobs", self.model)
+        if self.num_iterations > 1:
+            self._fill_logprobs(samples, "old_logprobs", self.model)
+        global_num_samples = global_num_samples or len(samples) * self.dist.world_size
+
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        mismatch_num, mismatch_den = 0.0, 0.0
+        num_tokens = 0
+        for iteration in range(self.num_iterations):
+            for mb_index, part in enumerate(_split(samples, self.mini_batches)):
+                # Each rank holds 1/world_size of every mini-batch; normalisers are the global counts.
+                global_part = max(1, round(global_num_samples / self.mini_batches))
+                global_tokens = self._global_tokens(part)
+                self.optimizer.zero_grad(set_to_none=True)
+                for idx in pack_by_token_budget(part, self.cfg.token_budget):
+                    mb = collate([part[i] for i in idx], self.pad_id)
+                    logp, entropy = self._logprobs(self.model, mb, with_entropy=True)
+                    mask = mb.completion_mask.to(logp.device)
+                    loss, metrics = policy_loss(
+                        logp, _to(mb.old_logprobs, logp), mb.advantages.to(logp.device), mask, self.loss_cfg,
+                        ref_logp=_to(mb.ref_logprobs, logp), rollout_logp=_to(mb.rollout_logprobs, logp),
+                        entropy=entropy, num_responses_in_batch=global_part, num_tokens_in_batch=global_tokens)
+                    aux = self.router.pop_aux_loss()
+                    if aux is not None and self.cfg.router_aux_loss_coef > 0:
+                        share = len(idx) / max(1, len(part))
+                        loss = loss + self.cfg.router_aux_loss_coef * aux * share
+                        metrics["moe/aux_loss"] = float(aux.detach())
+                    loss.backward()
+                    for key, value in metrics.items():
+                        sums[key] = sums.get(key, 0.0) + float(value)
+                        # loss/* terms are each micro-batch's share of the mini-batch loss: they add up.
+                        if not key.startswith("loss/"):
+                            counts[key] = counts.get(key, 0) + 1
+                    if iteration == 0 and mb_index == 0 and mb.rollout_logprobs is not None:
+                        diff = (logp.detach() - mb.rollout_logprobs.to(logp.device)).abs() * mask
+                        mismatch_num += float(diff.sum())
+                        mismatch_den += float(mask.sum())
+                    num_tokens += int(mb.attention_mask.sum())
+                for key in sums:
+                    if key.startswith("loss/"):
+                        counts[key] = counts.get(key, 0) + 1
+                self._all_reduce_grads()
+                grad_norm = self._clip_and_step()
+                sums["learner/grad_norm"] = sums.get("learner/grad_norm", 0.0) + grad_norm
+                counts["learner/grad_norm"] = counts.get("learner/grad_norm", 0) + 1
+        metrics = {k: sums[k] / counts[k] for k in sums}
+        if mismatch_den:
+            metrics["rollout/logprob_mismatch"] = mismatch_num / mismatch_den
+        metrics.update(self.router.pop_load_metrics())
+        elapsed = time.perf_counter() - t0
+        metrics["learner/lr"] = self.scheduler.get_last_lr()[0]
+        metrics["timing/learner"] = elapsed
+        metrics["throughput/learner_tokens_per_s"] = num_tokens / max(elapsed, 1e-9)
+        return metrics
+
+    def _global_tokens(self, part: list[TrainSample]) -> int:
+        local = torch.tensor(float(sum(len(s.completion_ids) for s in part)))
+        if self.dist.world_size > 1:
+            dist.all_reduce(local)
+        return max(1, int(local.item()))
+
+    def _all_reduce_grads(self) -> None:
+        if self.dist.world_size == 1:
+            return
+        for p in self.params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+
+    def _clip_and_step(self) -> float:
+        if self.cfg.max_grad_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
+        else:
+            norm = torch.sqrt(sum((p.grad.float() ** 2).sum() for p in self.params if p.grad is not None))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.updates += 1
+        return float(norm)
+
+    # ------------------------------------------------------------------------------------ weights
+
+    def sync_state_dict(self) -> dict[str, torch.Tensor]:
+        """Full-model weights with Hugging Face names, as the rollout engine loads them (LoRA merged in)."""
+        if self.cfg.lora is None:
+            return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        self.model.merge_adapter()
+        try:
+            out = {}
+            for key, value in self.model.get_base_model().state_dict().items():
+                if "lora_" in key:
+                    continue
+                out[key.replace(".base_layer.", ".")] = value.detach().to("cpu", copy=True)
+            return out
+        finally:
+            self.model.unmerge_adapter()
+
+    def trainable_names(self) -> list[str]:
+        return [n for n, p in self.model.named_parameters() if p.requires_grad]
+
+    # ------------------------------------------------------------------------------------ checkpoints
+
+    def save(self, directory: str | Path) -> None:
+        """Model (HF format, LoRA merged so any engine can serve it) + optimizer, scheduler and RNG states."""
+        directory = Path(directory)
+        (directory / "model").mkdir(parents=True, exist_ok=True)
+        self.save_model(directory / "model")
+        if self.cfg.lora is not None:
+            self.model.save_pretrained(directory / "adapter")
+        torch.save({
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "updates": self.updates,
+            "rng": rng_state(),
+        }, directory / "trainer_state.pt")
+
+    def save_model(self, directory: str | Path) -> None:
+        from transformers import AutoModelForCausalLM  # noqa: F401
+
+        base = self.model.get_base_model() if self.cfg.lora is not None else self.model
+        if self.cfg.lora is None:
+            base.save_pretrained(directory)
+        else:
+            merged = self.sync_state_dict()
+            base.save_pretrained(directory, state_dict=merged)
+        self.tokenizer.save_pretrained(directory)
+
+    def load_trainer_state(self, directory: str | Path) -> None:
+        """Restore optimizer, scheduler and RNG. The weights come from directory/model at construction."""
+        state = torch.load(Path(directory) / "trainer_state.pt", weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.updates = state["updates"]
+        set_rng_state(state["rng"])
+
+    def load_adapter(self, directory: str | Path) -> None:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(self.model, load_file(str(Path(directory) / "adapter" / "adapter_model.safetensors")))
+
+    def close(self) -> None:
+        self.router.close()
+        if self.dist.world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _to(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    return None if t is None else t.to(like.device)
+
+
+def _split(items: list, parts: int) -> list[list]:
+    size = math.ceil(len(items) / parts)
+    return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
+
+
+def lr_lambda(schedule: str, warmup: int, total: int):
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        if schedule == "linear":
+            return 1.0 - progress
+        return 1.0
+
+    return f
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+
+
+def rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
