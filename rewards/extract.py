@@ -1,0 +1,165 @@
+"""Final-answer extraction from a completion: the \\boxed{...} answers, the <answer> block, GSM8K's "#### x".
+
+Extraction is pure string work, linear in the completion's length (no regex backtracking over untrusted
+text), so it runs in the calling process; only the equivalence check needs the worker pool.
+
+Every extractor returns *all* final answers it finds, not just the last one, because our policy is that
+hedging ("\\boxed{2} ... or maybe \\boxed{3}") earns nothing: the math reward credits a completion only if
+every answer it gives is right. A box or tag that is opened but never closed means the completion was cut
+off while writing its answer; that is reported as truncated and earns nothing either.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+
+from grpo.errors import UserError
+
+EXTRACTORS = ("boxed", "answer_tag", "gsm8k", "auto")
+
+
+class ExtractStatus(str, Enum):
+    """Whether an extractor found answers, found none, or found one cut off by the end of the text."""
+
+    OK = "ok"
+    NO_ANSWER = "no_answer"
+    TRUNCATED = "truncated"
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """The final answers found in one text (in order of appearance) and whether the search succeeded."""
+
+    status: ExtractStatus
+    answers: list[str] = field(default_factory=list)
+
+
+_BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_GSM8K_MARK = "####"
+# Math delimiters a model may wrap an <answer> or "####" answer in; the answer is what is inside.
+_DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\[", "\\]"), ("\\(", "\\)"))
+
+
+def _closing_brace(text: str, open_index: int) -> int:
+    """Index of the brace closing the group opened at `open_index`, or -1 if the text ends first.
+
+    A backslash escapes the next character, so \\{ and \\} (literal braces, as in \\boxed{\\{1, 2\\}}) do not
+    count, and \\\\ does not escape the brace after it.
+    """
+    depth = 0
+    i = open_index
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def extract_boxed(text: str) -> Extraction:
+    """All top-level \\boxed{...} (and \\fbox{...}) contents, with balanced braces.
+
+    A box nested inside another box belongs to the outer one. An unclosed box means truncation.
+    """
+    answers = []
+    pos = 0
+    while (match := _BOX_OPEN.search(text, pos)) is not None:
+        close = _closing_brace(text, match.end() - 1)
+        if close < 0:
+            return Extraction(ExtractStatus.TRUNCATED, answers)
+        answers.append(text[match.end() : close].strip())
+        pos = close + 1
+    return Extraction(ExtractStatus.OK if answers else ExtractStatus.NO_ANSWER, answers)
+
+
+def strip_math_delimiters(answer: str) -> str:
+    """`$x$`, `\\(x\\)`, `\\[x\\]`, `$$x$$` -> `x` (once, outermost), and surrounding whitespace."""
+    answer = answer.strip()
+    for left, right in _DELIMITERS:
+        if len(answer) >= len(left) + len(right) and answer.startswith(left) and answer.endswith(right):
+            return answer[len(left) : len(answer) - len(right)].strip()
+    return answer
+
+
+def extract_answer_tag(text: str) -> Extraction:
+    """The contents of every <answer>...</answer> block; a box inside a block is its answer.
+
+    An <answer> never closed means truncation. (str.find, not a lazy regex: a regex would rescan the
+    rest of the text for every unclosed tag, quadratic on adversarial completions.)
+    """
+    answers = []
+    pos = 0
+    while (start := text.find("<answer>", pos)) >= 0:
+        end = text.find("</answer>", start)
+        if end < 0:
+            return Extraction(ExtractStatus.TRUNCATED, answers)
+        block = text[start + len("<answer>") : end]
+        boxed = extract_boxed(block)
+        if boxed.status is ExtractStatus.TRUNCATED:
+            return boxed
+        answers.extend(boxed.answers if boxed.answers else [strip_math_delimiters(block)])
+        pos = end + len("</answer>")
+    answers = [a for a in answers if a]
+    return Extraction(ExtractStatus.OK if answers else ExtractStatus.NO_ANSWER, answers)
+
+
+def extract_gsm8k(text: str) -> Extraction:
+    """The rest of the line after each "####" (GSM8K's answer mark); a last mark with nothing after it
+    means truncation."""
+    last = text.rfind(_GSM8K_MARK)
+    if last < 0:
+        return Extraction(ExtractStatus.NO_ANSWER)
+    if not text[last + len(_GSM8K_MARK) :].strip():
+        return Extraction(ExtractStatus.TRUNCATED)
+    answers = []
+    for line in text.splitlines():
+        mark = line.find(_GSM8K_MARK)
+        if mark >= 0 and (answer := strip_math_delimiters(line[mark + len(_GSM8K_MARK) :])):
+            answers.append(answer)
+    return Extraction(ExtractStatus.OK if answers else ExtractStatus.NO_ANSWER, answers)
+
+
+def extract_answers(text: str, extractor: str = "auto") -> Extraction:
+    """Final answers of `text` by the named extractor.
+
+    "auto" picks by what the text contains, most explicit first: an <answer> block, else a box, else a
+    GSM8K "####" mark.
+    """
+    if extractor == "auto":
+        if "<answer>" in text:
+            extractor = "answer_tag"
+        elif _BOX_OPEN.search(text):
+            extractor = "boxed"
+        else:
+            extractor = "gsm8k"
+    if extractor == "boxed":
+        return extract_boxed(text)
+    if extractor == "answer_tag":
+        return extract_answer_tag(text)
+    if extractor == "gsm8k":
+        return extract_gsm8k(text)
+    raise UserError(f"unknown answer extractor {extractor!r}; valid extractors: {', '.join(EXTRACTORS)}")
+
+
+def gold_answer(gold: object) -> str:
+    """The reference answer from a dataset's answer column: a bare answer is used as is; a full worked
+    solution is reduced to its final answer (the last box of a MATH solution, the "####" line of GSM8K).
+    A missing reference (None) is the empty string, which no answer matches."""
+    text = "" if gold is None else str(gold).strip()
+    if _GSM8K_MARK in text:
+        found = extract_gsm8k(text)
+    elif _BOX_OPEN.search(text):
+        found = extract_boxed(text)
+    else:
+        return strip_math_delimiters(text)
+    return found.answers[-1] if found.answers else text
