@@ -30,7 +30,8 @@ class ModelSpec(Strict):
     """The initial policy: build one from a preset (`make`) or load a Hugging Face directory (`path`)."""
 
     make: str | None = Field(None, description="Preset to build locally, e.g. tiny-qwen2, tiny-deepseek-v3.")
-    path: str | None = Field(None, description="A Hugging Face model directory (config.json + safetensors).")
+    path: str | None = Field(
+        None, description="A Hugging Face model directory, or a hub id (org/name) where a hub is reachable.")
     overrides: dict[str, Any] = Field(default_factory=dict, description="Config overrides for `make`.")
     seed: int = Field(0, description="Seed of the random initialisation for `make`.")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"

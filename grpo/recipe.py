@@ -7,6 +7,7 @@ Every failure becomes a `UserError` whose message names the file, the YAML path 
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,11 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
     return recipe
 
 
+def looks_like_hub_id(value: str) -> bool:
+    """'Qwen/Qwen2.5-Math-1.5B': a Hugging Face hub id, loaded by transformers and vLLM where a hub is reachable."""
+    return re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", value) is not None
+
+
 def check_paths(recipe: Recipe, base_dir: Path, source: str | Path = "<recipe>") -> None:
     """Model directories named in the recipe must exist; relative ones resolve against the recipe's folder."""
     named = [("model.path", recipe.model.path)]
@@ -43,7 +49,7 @@ def check_paths(recipe: Recipe, base_dir: Path, source: str | Path = "<recipe>")
         refs = [stage.model] + list(getattr(stage, "models", []))
         named += [(f"stages[{i}] ({stage.name}).model", ref) for ref in refs if ref and not ref.startswith("@")]
     for where, value in named:
-        if value is None:
+        if value is None or (where == "model.path" and looks_like_hub_id(value) and not (base_dir / value).exists()):
             continue
         folder = Path(value) if Path(value).is_absolute() else base_dir / value
         if not (folder / "config.json").is_file():

@@ -80,9 +80,9 @@ class Learner:
         seed_everything(seed)
         self.device = torch.device("cuda" if torch.cuda.is_available() and learner.num_gpus_per_learner > 0 else "cpu")
         torch_dtype = DTYPES[dtype]
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype, local_files_only=True)
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype)
         self.model.to(self.device)
         self.needs_reference = algorithm.beta > 0
         self.reference = None
@@ -96,7 +96,7 @@ class Learner:
         elif self.needs_reference:
             # With LoRA the reference is the same model with its adapters disabled: no second copy.
             ref_device = torch.device("cpu") if learner.reference_offload else self.device
-            self.reference = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype, local_files_only=True)
+            self.reference = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype)
             self.reference.to(ref_device).eval().requires_grad_(False)
         if learner.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

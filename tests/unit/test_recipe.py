@@ -127,9 +127,14 @@ def test_malformed_recipe_message(case, tmp_path, capsys):
 
 
 def test_missing_model_directory(tmp_path, capsys):
-    err = error_of(tmp_path, mutate(lambda r: r.update(model={"path": "no/such/model"})), capsys=capsys)
+    err = error_of(tmp_path, mutate(lambda r: r.update(model={"path": "./no/such/model"})), capsys=capsys)
     assert "model.path: no Hugging Face model directory (config.json) at" in err
     assert "no/such/model" in err
+
+
+def test_hub_ids_pass_validation_without_a_local_directory(tmp_path):
+    recipe = load_recipe(write(tmp_path, mutate(lambda r: r.update(model={"path": "Qwen/Qwen2.5-Math-1.5B"}))))
+    assert recipe.model.path == "Qwen/Qwen2.5-Math-1.5B"
 
 
 def test_missing_recipe_file(tmp_path, capsys):
