@@ -20,6 +20,15 @@ else
 fi
 [[ "${1:-}" == "--bench" ]] && extras="$extras,bench"
 
+# Debian packages (idempotent, quick when present): chromium for the report's browser test, and whatever the
+# sandbox needs. Outside the stamp check, so a fresh machine with an old .venv still gets them.
+if [[ $(id -u) == 0 ]]; then
+  bash scripts/setup_report_deps.sh
+  [[ -f scripts/setup_system.sh ]] && bash scripts/setup_system.sh
+else
+  echo "setup: not root, skipping Debian packages (chromium for the report test; sandbox tools)"
+fi
+
 stamp_value="$flavour:$extras:$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
 stamp_file=$VENV/.grpo-setup-stamp
 if [[ -f $stamp_file && "$(cat "$stamp_file")" == "$stamp_value" ]]; then
