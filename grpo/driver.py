@@ -1,0 +1,244 @@
+"""The RL loop: prompts -> rollout (vLLM actors) -> rewards -> advantages -> learner updates -> weight sync.
+
+One `RLLoop.run()` is one `rl` stage. Everything it needs to resume lives in its stage directory:
+
+    <stage_dir>/checkpoints/step-000010/   model/ (HF), trainer_state.pt, state.json   (atomic)
+    <stage_dir>/metrics.jsonl, tensorboard/, samples.jsonl
+    <stage_dir>/model/                      the final policy, written when the stage finishes
+
+Determinism: prompts of step k are a function of (seed, k); sampling seeds are a function of (seed, k, prompt);
+so a run resumed from the checkpoint of step k continues exactly as the uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+import torch
+
+from grpo.algorithms.advantages import compute_advantages
+from grpo.algorithms.shaping import advantage_stats, dynamic_sampling_mask
+from grpo.checkpoint import atomic_directory, checkpoint_dir, latest_checkpoint, prune, write_json
+from grpo.cluster import ensure_ray
+from grpo.config import ClusterConfig, RLStage
+from grpo.data.loading import load_rows
+from grpo.data.templates import TEMPLATES
+from grpo.learner.actor import make_learners
+from grpo.learner.batching import TrainSample
+from grpo.metrics import MetricsLogger
+from grpo.rollout.actor import make_rollout_workers, split_prompts
+from grpo.rollout.engine import SamplingConfig
+from rewards.compose import RewardComposer
+
+ACCURACY_REWARDS = ("math_accuracy", "exact_match", "code", "countdown")
+
+
+@dataclass
+class PromptBatch:
+    rows: list[dict]
+    prompts: list[str]
+
+
+class PromptSampler:
+    """Epochs of seeded permutations over the dataset; step k's prompts depend only on (seed, k)."""
+
+    def __init__(self, rows: list[dict], prompts: list[str], per_step: int, seed: int):
+        if not rows:
+            raise ValueError("the RL dataset is empty")
+        self.rows, self.prompts, self.per_step, self.seed = rows, prompts, per_step, seed
+
+    def batch(self, step: int) -> PromptBatch:
+        picked_rows, picked_prompts = [], []
+        for position in range(step * self.per_step, (step + 1) * self.per_step):
+            epoch, offset = divmod(position, len(self.rows))
+            order = list(range(len(self.rows)))
+            random.Random(self.seed * 100_003 + epoch).shuffle(order)
+            picked_rows.append(self.rows[order[offset]])
+            picked_prompts.append(self.prompts[order[offset]])
+        return PromptBatch(picked_rows, picked_prompts)
+
+
+class RLLoop:
+    def __init__(self, stage: RLStage, model_dir: Path, stage_dir: Path, *, seed: int,
+                 cluster: ClusterConfig, base_dir: Path | None = None, dtype: str = "float32",
+                 progress=None):
+        self.stage, self.model_dir, self.stage_dir = stage, Path(model_dir), Path(stage_dir)
+        self.seed, self.cluster, self.base_dir, self.dtype = seed, cluster, base_dir, dtype
+        self.progress = progress
+        self.ckpt_root = self.stage_dir / "checkpoints"
+
+    # --------------------------------------------------------------------------------------- setup
+
+    def _prompts(self, tokenizer) -> PromptSampler:
+        dataset = load_rows(self.stage.data, base_dir=self.base_dir)
+        rows = [dict(r) for r in dataset]
+        template = TEMPLATES[self.stage.template]
+        prompts = [template(r["question"], tokenizer) for r in rows]
+        return PromptSampler(rows, prompts, self.stage.prompts_per_step, self.seed)
+
+    def _start(self, resume_from: Path | None):
+        stage = self.stage
+        ensure_ray(self.cluster)
+        lora = stage.learner.lora is not None
+        # LoRA resumes from the base weights plus the saved adapter; full fine-tuning from the saved model.
+        learner_dir = self.model_dir if (resume_from is None or lora) else resume_from / "model"
+        engine_dir = self.model_dir if resume_from is None else resume_from / "model"
+        learners = make_learners(
+            stage.learner.num_learners, stage.learner.num_cpus_per_learner, stage.learner.num_gpus_per_learner,
+            model_dir=str(learner_dir), learner=stage.learner, algorithm=stage.algorithm,
+            total_steps=stage.steps, num_iterations=stage.num_iterations, mini_batches=stage.mini_batches,
+            max_completion_length=stage.rollout.max_completion_length, seed=self.seed, dtype=self.dtype)
+        if resume_from is not None:
+            if lora:
+                ray.get([a.load_adapter.remote(str(resume_from)) for a in learners])
+            ray.get([a.load_trainer_state.remote(str(resume_from)) for a in learners])
+        workers = make_rollout_workers(
+            stage.rollout.num_workers, str(engine_dir), stage.rollout.num_cpus_per_worker,
+            num_gpus_per_worker=stage.rollout.num_gpus_per_worker, dtype=self.dtype, seed=self.seed,
+            max_model_len=stage.rollout.max_model_len, kv_cache_gib=stage.rollout.kv_cache_gib)
+        return learners, workers
+
+    # --------------------------------------------------------------------------------------- loop
+
+    def run(self) -> Path:
+        from transformers import AutoTokenizer
+
+        stage = self.stage
+        final_dir = self.stage_dir / "model"
+        tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        sampler = self._prompts(tokenizer)
+        resume_from = latest_checkpoint(self.ckpt_root)
+        start_step = json.loads((resume_from / "state.json").read_text())["step"] if resume_from else 0
+        composer = RewardComposer(stage.rewards)
+        logger = MetricsLogger(self.stage_dir)
+        learners, workers = self._start(resume_from)
+        samples_log = (self.stage_dir / "samples.jsonl").open("a")
+        try:
+            for step in range(start_step, stage.steps):
+                metrics = self.step(step, sampler, composer, learners, workers, samples_log)
+                logger.log(step + 1, metrics)
+                if self.progress:
+                    self.progress(step + 1, stage.steps, metrics)
+                if (step + 1) % stage.checkpoint_every == 0 or step + 1 == stage.steps:
+                    self._checkpoint(step + 1, learners)
+            with atomic_directory(final_dir) as tmp:
+                ray.get(learners[0].save_model.remote(str(tmp)))
+        finally:
+            samples_log.close()
+            logger.close()
+            composer.close()
+            for actor in learners + workers:
+                ray.kill(actor)
+        return final_dir
+
+    def step(self, step: int, sampler: PromptSampler, composer: RewardComposer, learners, workers, samples_log) -> dict:
+        stage, algo, G = self.stage, self.stage.algorithm, self.stage.algorithm.num_generations
+        batch = sampler.batch(step)
+        sampling = SamplingConfig(
+            temperature=stage.rollout.temperature, top_p=stage.rollout.top_p, top_k=stage.rollout.top_k,
+            max_tokens=stage.rollout.max_completion_length, seed=self.seed * 1_000_003 + step * 100_003)
+
+        t0 = time.perf_counter()
+        shards = split_prompts(batch.prompts, len(workers))
+        futures = [w.generate.remote(shard, G, sampling, offset) for w, (offset, shard) in zip(workers, shards)]
+        groups = [group for result in ray.get(futures) for group in result]
+        t_generate = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        flat = [s for group in groups for s in group]
+        completions = [s.text for s in flat]
+        columns = {key: [row[key] for row in batch.rows for _ in range(G)] for key in batch.rows[0]}
+        columns["prompt"] = [p for p in batch.prompts for _ in range(G)]
+        columns["completion_length"] = [len(s.token_ids) for s in flat]
+        scored = composer(completions, columns)
+        rewards = torch.tensor(scored.totals, dtype=torch.float32)
+        t_reward = time.perf_counter() - t0
+
+        keep = torch.ones(len(groups), dtype=torch.bool)
+        dropped = 0
+        if algo.dynamic_sampling:
+            keep, dropped = dynamic_sampling_mask(rewards, G)
+        # Advantages over the kept groups only, so batch-level statistics (reinforce_pp_baseline) exclude
+        # the groups dynamic sampling dropped.
+        kept = [g for g in range(len(groups)) if keep[g]]
+        kept_rewards = torch.cat([rewards[g * G : (g + 1) * G] for g in kept]) if kept else rewards[:0]
+        advantages = compute_advantages(kept_rewards, G, estimator=algo.advantage_estimator,
+                                        scale_rewards=algo.scale_rewards) if kept else kept_rewards
+        samples = []
+        for slot, g in enumerate(kept):
+            for j, s in enumerate(groups[g]):
+                truncated = s.finish_reason == "length"
+                if truncated and algo.mask_truncated_completions:
+                    continue
+                samples.append(TrainSample(
+                    prompt_ids=list(s.prompt_token_ids), completion_ids=list(s.token_ids),
+                    advantage=float(advantages[slot * G + j]), rollout_logprobs=list(s.logprobs),
+                    truncated=truncated))
+
+        shards = [samples[r :: len(learners)] for r in range(len(learners))]
+        learner_metrics = ray.get([a.train.remote(shard, len(samples)) for a, shard in zip(learners, shards)])
+        metrics = dict(learner_metrics[0])
+
+        t0 = time.perf_counter()
+        weights = learners[0].sync_state_dict.remote()
+        sync_results = ray.get([w.update_weights.remote(weights, step + 1) for w in workers])
+        t_sync = time.perf_counter() - t0
+
+        lengths = torch.tensor([len(s.token_ids) for s in flat], dtype=torch.float32)
+        metrics.update({
+            "reward/mean": float(rewards.mean()),
+            "reward/std": float(rewards.std()) if len(rewards) > 1 else 0.0,
+            **{f"reward/{name}": sum(v) / len(v) for name, v in scored.components.items()},
+            "reward/errors": float(len(scored.errors)),
+            "length/mean": float(lengths.mean()),
+            "length/max": float(lengths.max()),
+            "length/clipped_frac": sum(s.finish_reason == "length" for s in flat) / len(flat),
+            "batch/dropped_groups": float(dropped),
+            "batch/samples": float(len(samples)),
+            "timing/generate": t_generate,
+            "timing/reward": t_reward,
+            "timing/sync": t_sync,
+            "throughput/rollout_tokens_per_s": float(lengths.sum()) / max(t_generate, 1e-9),
+            "sync/seconds": max(r.get("sync/seconds", t_sync) for r in sync_results),
+        })
+        if kept:
+            metrics.update({k: v for k, v in advantage_stats(advantages, kept_rewards, G).items()
+                            if k.startswith(("advantage/", "frac_"))})
+        for name in ACCURACY_REWARDS:
+            if name in scored.components:
+                values = scored.components[name]
+                metrics["accuracy"] = sum(v >= 1.0 for v in values) / len(values)
+                break
+        self._log_samples(samples_log, step, groups, scored, batch, G)
+        return metrics
+
+    def _log_samples(self, out, step, groups, scored, batch, G) -> None:
+        """Best and worst completion of the first groups, with their reward components (for the report)."""
+        for g in range(min(2, len(groups))):
+            totals = scored.totals[g * G : (g + 1) * G]
+            for label, j in (("best", max(range(G), key=totals.__getitem__)),
+                             ("worst", min(range(G), key=totals.__getitem__))):
+                i = g * G + j
+                out.write(json.dumps({
+                    "step": step + 1, "group": g, "which": label, "prompt": batch.prompts[g],
+                    "completion": groups[g][j].text, "reward": totals[j],
+                    "components": {k: v[i] for k, v in scored.components.items()},
+                }) + "\n")
+        out.flush()
+
+    def _checkpoint(self, step: int, learners) -> None:
+        with atomic_directory(checkpoint_dir(self.ckpt_root, step)) as tmp:
+            ray.get(learners[0].save.remote(str(tmp)))
+            write_json(tmp / "state.json", {"step": step, "data_cursor": step * self.stage.prompts_per_step})
+        prune(self.ckpt_root, keep=2)
+
+
+def clear_stage(stage_dir: Path) -> None:
+    if stage_dir.exists():
+        shutil.rmtree(stage_dir)

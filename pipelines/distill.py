@@ -1,0 +1,78 @@
+"""The `distill` stage (DeepSeek-R1 section 2.4): the teacher (this stage's model) writes reasoning traces
+with vLLM, only verified-correct ones are kept, and a student is fine-tuned on them.
+
+Traces travel as text, so the student may have another architecture and another tokenizer; its prompts are
+built with its own tokenizer's template. With `eval_data`, the student is scored before and after.
+"""
+
+from __future__ import annotations
+
+import json
+
+from grpo.checkpoint import atomic_directory
+from grpo.config import DistillStage, EvalStage
+from grpo.data.loading import load_rows
+from grpo.data.templates import TEMPLATES
+from grpo.errors import UserError
+from pipelines.context import StageContext, StageResult
+from pipelines.runner import resolve_model_path
+from pipelines.generation import repeat_columns, sample_completions
+from pipelines.sft import train_sft
+from rewards.compose import RewardComposer
+
+
+def run_distill(stage: DistillStage, ctx: StageContext) -> StageResult:
+    from transformers import AutoTokenizer
+
+    rows = [dict(r) for r in load_rows(stage.data, base_dir=ctx.base_dir)]
+    template = TEMPLATES[stage.template]
+    teacher_tok = AutoTokenizer.from_pretrained(ctx.model_dir)
+    k = stage.num_samples
+    groups = sample_completions(ctx.model_dir, [template(r["question"], teacher_tok) for r in rows], k,
+                                stage.sampling, seed=ctx.recipe.seed, cluster=ctx.recipe.cluster)
+    texts = [s.text for g in groups for s in g]
+    composer = RewardComposer(stage.rewards)
+    try:
+        correct = composer(texts, repeat_columns(rows, k)).components[stage.rewards[0].name]
+    finally:
+        composer.close()
+    traces = [(rows[i // k], texts[i]) for i in range(len(texts))
+              if correct[i] >= 1.0 and groups[i // k][i % k].finish_reason == "stop"]
+    if not traces:
+        raise UserError(f"distill stage '{stage.name}': the teacher wrote no verified-correct trace "
+                        f"out of {len(texts)}; train the teacher longer or sample more")
+    (ctx.stage_dir / "traces.jsonl").write_text(
+        "".join(json.dumps({"question": r["question"], "answer": r["answer"], "completion": t}) + "\n"
+                for r, t in traces))
+
+    student_base = _student_base(stage, ctx)
+    student_tok = AutoTokenizer.from_pretrained(student_base)
+    summary = train_sft(student_base, [template(r["question"], student_tok) for r, _ in traces],
+                        [t for _, t in traces], ctx.stage_dir / "model", epochs=stage.epochs,
+                        batch_size=stage.batch_size, max_length=stage.max_length, optim=stage.optim,
+                        seed=ctx.recipe.seed, log=lambda m: ctx.echo(f"[{stage.name}] student {m}"),
+                        metrics_dir=ctx.stage_dir)
+    summary.update({"teacher samples": len(texts), "traces kept": len(traces)})
+    if stage.eval_data is not None:
+        from pipelines.eval import evaluate_model
+
+        held_out = [dict(r) for r in load_rows(stage.eval_data, base_dir=ctx.base_dir)]
+        probe = EvalStage(name=f"{stage.name}-eval", type="eval", data=stage.eval_data,
+                          rewards=stage.rewards[:1], template=stage.template)
+        for label, model in (("student before", student_base), ("student after", ctx.stage_dir / "model")):
+            summary[f"{label} pass@1"] = evaluate_model(model, probe, held_out, ctx)["pass@1"]
+            ctx.echo(f"[{stage.name}] {label}: pass@1 {summary[f'{label} pass@1']:.3f}")
+    return StageResult(model=ctx.stage_dir / "model", summary=summary)
+
+
+def _student_base(stage: DistillStage, ctx: StageContext):
+    spec = stage.student
+    if spec.path:
+        return resolve_model_path(spec.path, ctx.base_dir, where=f"stage {stage.name}: student.path")
+    from grpo.models.factory import make_model
+
+    out = ctx.stage_dir / "student_base"
+    if not (out / "config.json").exists():
+        with atomic_directory(out) as tmp:
+            make_model(spec.make, tmp, seed=spec.seed, dtype=spec.dtype, overrides=spec.overrides or None)
+    return out

@@ -1,0 +1,125 @@
+"""The `sft` stage: supervised fine-tuning on prompt -> completion pairs, loss on completion tokens only.
+
+A row supplies its target as a `completion` column; rows of the synthetic tasks (which carry no written
+reasoning) get a compact, correct trace from grpo.data.tasks.solution_trace in the R1 format. The prompt is
+built with the same template the RL stage uses, so the formats line up.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import torch
+
+from grpo.checkpoint import atomic_directory
+from grpo.config import SFTStage
+from grpo.data.loading import load_rows
+from grpo.data.tasks import solution_trace
+from grpo.data.templates import TEMPLATES, format_r1_completion
+from grpo.errors import UserError
+from grpo.learner.learner import lr_lambda, seed_everything
+from grpo.metrics import MetricsLogger
+from pipelines.context import StageContext, StageResult
+
+
+def completion_for(row: dict, index: int) -> str:
+    if row.get("completion"):
+        return row["completion"]
+    if row.get("task"):
+        return format_r1_completion(solution_trace(row), str(row["answer"]))
+    raise UserError(f"sft data row {index}: no `completion` column and not a synthetic task row; "
+                    "map a column to `completion` in data.columns")
+
+
+def tokenize_pairs(tokenizer, prompts: list[str], completions: list[str], max_length: int):
+    """(input_ids, labels) per row; labels are -100 on prompt tokens. Over-long rows are cut at max_length."""
+    eos = tokenizer.eos_token_id
+    out = []
+    for prompt, completion in zip(prompts, completions):
+        p = tokenizer(prompt, add_special_tokens=False).input_ids
+        c = tokenizer(completion, add_special_tokens=False).input_ids + [eos]
+        ids = (p + c)[:max_length]
+        labels = ([-100] * len(p) + c)[:max_length]
+        out.append((ids, labels))
+    return out
+
+
+def run_sft(stage: SFTStage, ctx: StageContext) -> StageResult:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(ctx.model_dir)
+    rows = [dict(r) for r in load_rows(stage.data, base_dir=ctx.base_dir)]
+    template = TEMPLATES[stage.template]
+    prompts = [template(r["question"], tokenizer) for r in rows]
+    completions = [completion_for(r, i) for i, r in enumerate(rows)]
+    summary = train_sft(ctx.model_dir, prompts, completions, ctx.stage_dir / "model", epochs=stage.epochs,
+                        batch_size=stage.batch_size, max_length=stage.max_length, optim=stage.optim,
+                        seed=ctx.recipe.seed, log=lambda m: ctx.echo(f"[{stage.name}] {m}"),
+                        metrics_dir=ctx.stage_dir)
+    return StageResult(model=ctx.stage_dir / "model", summary=summary)
+
+
+def train_sft(model_dir, prompts: list[str], completions: list[str], out_dir, *, epochs: float, batch_size: int,
+              max_length: int, optim, seed: int, log=print, metrics_dir=None) -> dict:
+    """Fine-tune the model in `model_dir` on prompt -> completion text pairs; write it to `out_dir` (atomic).
+
+    Per-step loss and learning rate go to `metrics_dir` (metrics.jsonl + TensorBoard) when given.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    seed_everything(seed)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)
+    pairs = tokenize_pairs(tokenizer, prompts, completions, max_length)
+    if not pairs:
+        raise UserError("sft: no training pairs (every row was filtered out?)")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    steps_per_epoch = math.ceil(len(pairs) / batch_size)
+    total = max(1, math.ceil(steps_per_epoch * epochs))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(optim.lr_schedule, optim.warmup_steps, total))
+    rng = random.Random(seed)
+    order: list[int] = []
+    model.train()
+    losses = []
+    logger = MetricsLogger(metrics_dir) if metrics_dir else None
+    for step in range(total):
+        if not order:
+            order = list(range(len(pairs)))
+            rng.shuffle(order)
+        batch = [pairs[order.pop()] for _ in range(min(batch_size, len(order)))]
+        width = max(len(ids) for ids, _ in batch)
+        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch])
+        labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
+        attention = (torch.arange(width)[None, :] < torch.tensor([len(i) for i, _ in batch])[:, None]).long()
+        loss = model(input_ids=input_ids.to(device), attention_mask=attention.to(device), labels=labels.to(device)).loss
+        loss.backward()
+        if optim.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), optim.max_grad_norm)
+        optimizer.step()
+        sched.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss))
+        if logger:
+            logger.log(step + 1, {"loss": losses[-1], "learner/lr": sched.get_last_lr()[0]})
+        if (step + 1) % max(1, total // 10) == 0 or step + 1 == total:
+            log(f"step {step + 1}/{total} loss {sum(losses[-10:]) / len(losses[-10:]):.4f}")
+    if logger:
+        logger.close()
+    with atomic_directory(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        _copy_generation_config(model_dir, tmp)
+    return {"loss first": losses[0], "loss last": losses[-1], "steps": total, "pairs": len(pairs)}
+
+
+def _copy_generation_config(src, dst) -> None:
+    """Keep the eos ids vLLM stops on (save_pretrained may rewrite generation_config from defaults)."""
+    import shutil
+    from pathlib import Path
+
+    source = Path(src) / "generation_config.json"
+    if source.exists():
+        shutil.copy(source, Path(dst) / "generation_config.json")
