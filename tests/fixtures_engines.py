@@ -1,1 +1,50 @@
-"""Shared vLLM engines, one per tiny model per test session (grpo.rollout.engine)."""
+"""Shared vLLM engines, one per tiny model per test session (grpo.rollout.engine), and the session's Ray cluster.
+
+The engines run in vLLM's engine-core processes (in_process=False): this process holds two of them, and an
+in-process engine would take the test process over (one per process, torch threads set to 1; engine.py).
+A test that changes an engine's weights puts the model directory's weights back (as a new version) before
+it ends, so every test sees the fixture model's weights.
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from grpo.rollout.engine import RolloutEngine
+
+ENGINE_ARGS = {"max_model_len": 512, "kv_cache_gib": 0.5, "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def qwen2_engine(tiny_qwen2_dir: Path) -> Iterator[RolloutEngine]:
+    """RolloutEngine over tiny-qwen2 (float32, tied embeddings)."""
+    with RolloutEngine(tiny_qwen2_dir, **ENGINE_ARGS) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="session")
+def dsv3_engine(tiny_dsv3_dir: Path) -> Iterator[RolloutEngine]:
+    """RolloutEngine over tiny-deepseek-v3 (float32, MLA + MoE)."""
+    with RolloutEngine(tiny_dsv3_dir, **ENGINE_ARGS) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """A local Ray cluster for the session, with this process as a driver; yields its address, which other
+    processes (`grpo run` with cluster.address) join. 4 logical CPUs: tests place up to four actors."""
+    import ray
+
+    ray.init(num_cpus=4, include_dashboard=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_session(ray_cluster: str) -> str:
+    """Ray initialised in this process (the name the driver's tests use: grpo.cluster.ensure_ray is then a
+    no-op and their actors land on the session cluster)."""
+    return ray_cluster
