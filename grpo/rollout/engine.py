@@ -106,6 +106,12 @@ class RolloutEngine:
             "model": str(self.model_dir), "dtype": dtype, "seed": seed, "max_model_len": max_model_len,
             "enforce_eager": enforce_eager, "kv_cache_memory_bytes": int(kv_cache_gib * GiB),
             "logprobs_mode": "raw_logprobs",
+            # Seeded requests get a per-request generator. With chunked prefill, vLLM discards the token sampled
+            # for a partly prefilled request and rewinds that generator's offset, which the CPU generator does
+            # not support ("CPU Generator does not use offset"), and a batch of G x prompts longer than the token
+            # budget hits it. Whole prefills, with a budget that fits any one prompt, never rewind.
+            "enable_chunked_prefill": False,
+            "max_num_batched_tokens": max(max_model_len, 8192),
             "worker_extension_cls": "grpo.rollout.worker_extension.WeightSyncExtension",
         }
         args = _merge_engine_args(args, vllm_engine_kwargs(self.model_dir, dtype))  # checks config.json
