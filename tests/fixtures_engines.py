@@ -6,6 +6,10 @@ A test that changes an engine's weights puts the model directory's weights back 
 it ends, so every test sees the fixture model's weights.
 """
 
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,15 +36,27 @@ def dsv3_engine(tiny_dsv3_dir: Path) -> Iterator[RolloutEngine]:
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[str]:
-    """A local Ray cluster for the session, with this process as a driver; yields its address, which other
-    processes (`grpo run` with cluster.address) join. 4 logical CPUs: tests place up to four actors."""
+    """An external Ray cluster started like a user would (`ray start --head`), joined by this process as a
+    driver; yields its address, which other processes (`grpo run` with cluster.address) join too.
+    4 logical CPUs: tests place up to four actors."""
     import ray
 
-    ray.init(num_cpus=4, include_dashboard=False)
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"{ray.util.get_node_ip_address()}:{port}"
+    # Token authentication off explicitly: `ray start` turns it on when a token file (~/.ray/auth_token) exists,
+    # and drivers started with the default mode could then not join.
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--num-cpus=4", "--include-dashboard=false",
+                    "--disable-usage-stats"], check=True, capture_output=True, env=env)
     try:
-        yield ray.get_runtime_context().gcs_address
+        ray.init(address=address)
+        yield address
     finally:
         ray.shutdown()
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True)
 
 
 @pytest.fixture(scope="session")
