@@ -206,7 +206,20 @@ class DistillStage(StageBase):
     eval_data: DatasetSpec | None = Field(None, description="Held-out data to score the student before and after.")
 
 
-Stage = Annotated[Union[SFTStage, RLStage, EvalStage, RejectionSamplingStage, DistillStage],
+class RewardModelStage(StageBase):
+    """Train a Bradley-Terry reward model (for the `reward_model` reward) from this stage's model on
+    preference pairs: JSONL rows {prompt, chosen, rejected, margin?}. The policy passes through unchanged."""
+
+    type: Literal["reward_model"]
+    pairs: str = Field(description="Training pairs (JSONL), relative to the recipe's folder.")
+    eval_pairs: str | None = Field(None, description="Held-out pairs for accuracy before and after training.")
+    epochs: int = Field(1, ge=1)
+    lr: float = Field(1e-5, gt=0)
+    batch_size: int = Field(8, ge=1)
+    max_length: int = Field(1024, ge=8)
+
+
+Stage = Annotated[Union[SFTStage, RLStage, EvalStage, RejectionSamplingStage, DistillStage, RewardModelStage],
                   Field(discriminator="type")]
 DATASET_STAGES = ("rejection_sampling",)
 

@@ -34,11 +34,12 @@ def stage_runners() -> dict[str, Callable[[object, StageContext], StageResult]]:
     from pipelines.distill import run_distill
     from pipelines.eval import run_eval
     from pipelines.rejection_sampling import run_rejection_sampling
+    from pipelines.reward_model import run_reward_model
     from pipelines.rl import run_rl
     from pipelines.sft import run_sft
 
     return {"sft": run_sft, "rl": run_rl, "eval": run_eval, "rejection_sampling": run_rejection_sampling,
-            "distill": run_distill}
+            "distill": run_distill, "reward_model": run_reward_model}
 
 
 def run_recipe(recipe: Recipe, recipe_path: Path, *, force: list[str] | None = None,
