@@ -190,17 +190,28 @@ def test_user_error_is_raised_not_printed(tmp_path):
         load_recipe(write(tmp_path, mutate(lambda r: r.update(bogus=1))))
 
 
+def _command_paths(parser, prefix=()):
+    """Every command path of the CLI, nested groups included (e.g. ("models", "make"))."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield prefix + (name,)
+                yield from _command_paths(sub, prefix + (name,))
+
+
 def test_help_of_every_command(capsys):
-    """`grpo --help` and each subcommand's help exit 0 and describe the command."""
+    """`grpo --help` and the help of every (sub)command exit 0 and describe the command."""
     from grpo.cli import build_parser
 
-    parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices
-    assert {"validate", "run"} <= set(commands)
-    for argv in [["--help"]] + [[name, "--help"] for name in commands]:
+    paths = list(_command_paths(build_parser()))
+    assert {("validate",), ("run",), ("models", "make"), ("rewards", "score"), ("sandbox", "check"),
+            ("sandbox", "run"), ("report",), ("runs",)} <= set(paths)
+    for argv in [["--help"]] + [[*path, "--help"] for path in paths]:
         with pytest.raises(SystemExit) as exc:
             main(argv)
-        assert exc.value.code == 0
+        assert exc.value.code == 0, argv
         out = capsys.readouterr().out
-        assert out.startswith("usage: grpo")
+        assert out.startswith("usage: grpo"), argv
         assert len(out.splitlines()) >= 3, out
