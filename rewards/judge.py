@@ -90,13 +90,36 @@ class Judge:
         return out
 
 
-_HOST = ModelHost(Judge)
+class VllmJudge(Judge):
+    """The same judge served by a vLLM engine (the default backend): batched, paged, and the engine the
+    rollout workers use. The engine runs in vLLM's own engine-core process, so the reward's host process
+    (the RL driver) keeps its threads."""
+
+    def __init__(self, model_dir: str | Path, dtype: str = "float32", max_new_tokens: int = 64) -> None:
+        from grpo.rollout.engine import RolloutEngine, SamplingConfig
+
+        check_model_dir(model_dir)
+        self.engine = RolloutEngine(model_dir, dtype=dtype, kv_cache_gib=0.5)
+        self.tokenizer = self.engine.tokenizer
+        self.sampling = SamplingConfig(temperature=0.0, max_tokens=max_new_tokens)
+
+    def judge(self, requests: list[str], batch_size: int = 8) -> list[str]:
+        """The judge's text for each request (vLLM schedules the whole list; batch_size is not needed)."""
+        groups = self.engine.generate([self._render(r) for r in requests], 1, self.sampling)
+        return [group[0].text for group in groups]
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+_HOSTS = {"vllm": ModelHost(VllmJudge), "transformers": ModelHost(Judge)}
 
 
 class GenerativeJudge(DetailedReward):
     """A judge model's ruling on each completion: 1.0 correct, 0.0 incorrect, or a score scaled to 0..1.
 
-    Options: `model_path` (required: a causal LM directory), `template` (a format string with {question},
+    Options: `model_path` (required: a causal LM directory), `backend` ("vllm", the default, or
+    "transformers" for generate()), `template` (a format string with {question},
     {reference}, {completion}; default DEFAULT_TEMPLATE), `max_new_tokens` (64), `max_score` (10, for
     "Score: x" without a denominator), `batch_size` (8), `dtype` ("float32"), `ray_actor`, `num_gpus` (as
     reward_model). Columns `prompt` (the question) and `answer` (the reference), both optional.
@@ -107,6 +130,7 @@ class GenerativeJudge(DetailedReward):
         self,
         completions: list[str],
         model_path: str,
+        backend: str = "vllm",
         template: str = DEFAULT_TEMPLATE,
         max_new_tokens: int = 64,
         max_score: float = 10.0,
@@ -119,12 +143,14 @@ class GenerativeJudge(DetailedReward):
         **columns: Any,
     ) -> list[RewardOutput]:
         check_template(template)
+        if backend not in _HOSTS:
+            raise UserError(f"judge backend must be one of {sorted(_HOSTS)}, got {backend!r}")
         questions = prompt or [""] * len(completions)
         references = answer or [""] * len(completions)
         requests = [template.format(question=q, reference=r, completion=c)
                     for q, r, c in zip(questions, references, completions)]
         init = {"model_dir": str(model_path), "dtype": dtype, "max_new_tokens": max_new_tokens}
-        texts = _HOST.call("judge", init, ray_actor, num_gpus, requests, batch_size)
+        texts = _HOSTS[backend].call("judge", init, ray_actor, num_gpus, requests, batch_size)
         outputs = []
         for text in texts:
             ruling = parse_judgment(text, max_score)
@@ -132,7 +158,8 @@ class GenerativeJudge(DetailedReward):
         return outputs
 
     def close(self) -> None:
-        _HOST.close()
+        for host in _HOSTS.values():
+            host.close()
 
 
 judge = register_reward("judge")(GenerativeJudge())

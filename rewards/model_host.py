@@ -67,4 +67,6 @@ class ModelHost:
                 import ray
 
                 ray.kill(instance)
+            elif hasattr(instance, "close"):
+                instance.close()  # e.g. a vLLM engine's process
         self._instances.clear()

@@ -148,14 +148,21 @@ def test_judge_template_is_checked():
 
 
 def test_judge_runs_a_real_model_deterministically(tiny_qwen2_dir):
-    # A random tiny model writes noise: the plumbing (template, chat template, greedy generation, parsing)
-    # is what is tested; its rulings are "unparseable judgment", scored 0.0.
+    # A random tiny model writes noise: the plumbing (template, chat template, greedy generation through
+    # vLLM, parsing) is what is tested; its rulings are "unparseable judgment", scored 0.0. Greedy decoding
+    # of the same float32 model through vLLM and through transformers writes the same judgments.
     reward = get_reward("judge")
     kwargs = {"prompt": ["What is 2 + 3?", "What is 1 + 1?"], "answer": ["5", "2"],
               "model_path": str(tiny_qwen2_dir), "max_new_tokens": 8}
-    first = reward.score_with_details(["It is 5.", "It is 3."], **kwargs)
-    again = reward.score_with_details(["It is 5.", "It is 3."], **kwargs)
+    try:
+        first = reward.score_with_details(["It is 5.", "It is 3."], **kwargs)
+        again = reward.score_with_details(["It is 5.", "It is 3."], **kwargs)
+        with_hf = reward.score_with_details(["It is 5.", "It is 3."], backend="transformers", **kwargs)
+    finally:
+        reward.close()
     assert [o.details["judgment"] for o in first] == [o.details["judgment"] for o in again]
+    assert [o.details["judgment"] for o in first] == [o.details["judgment"] for o in with_hf]
     assert all(o.details["judgment"] for o in first)
     assert all(o.score == parse_judgment(o.details["judgment"]).score for o in first)
-    reward.close()
+    with pytest.raises(UserError, match="judge backend must be one of"):
+        reward.score_with_details(["x"], backend="tgi", **kwargs)
