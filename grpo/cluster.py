@@ -18,4 +18,7 @@ def ensure_ray(cluster: ClusterConfig) -> None:
     if cluster.address:
         ray.init(address=cluster.address, log_to_driver=True)
     else:
-        ray.init(num_cpus=cluster.num_cpus, num_gpus=cluster.num_gpus, include_dashboard=False, log_to_driver=True)
+        # address="local": always a new cluster of this process. Without it Ray joins any cluster already
+        # running on the machine (ray start), and then refuses num_cpus/num_gpus.
+        ray.init(address="local", num_cpus=cluster.num_cpus, num_gpus=cluster.num_gpus, include_dashboard=False,
+                 log_to_driver=True)
