@@ -105,3 +105,22 @@ def test_moe_router_probe_reports_expert_load(tiny_dsv3_dir):
     loads = [k for k in metrics if k.startswith("moe/max_load/")]
     assert loads and all(metrics[k] >= 1.0 for k in loads)
     assert metrics["moe/aux_loss"] > 0
+
+
+def test_several_iterations_are_off_policy_and_clipped(tiny_qwen2_dir):
+    """With num_iterations 2 the second pass sees ratios != 1 against the stored old log-probs."""
+    learner = Learner(tiny_qwen2_dir, LearnerConfig(lr=5e-2, token_budget=64), AlgorithmConfig(epsilon=0.1),
+                      total_steps=1, num_iterations=2, seed=0)
+    metrics = learner.train(_samples(6))
+    assert learner.updates == 2
+    assert metrics["ratio/max"] > 1.0 or metrics["ratio/min"] < 1.0
+
+
+def test_gradient_checkpointing_gives_the_same_gradient(tiny_qwen2_dir):
+    plain = _grads(_learner(tiny_qwen2_dir, token_budget=64), _samples(4))
+    ckpt_learner = Learner(tiny_qwen2_dir, LearnerConfig(lr=1e-2, token_budget=64, max_grad_norm=None,
+                                                         gradient_checkpointing=True),
+                           AlgorithmConfig(), total_steps=1, seed=0)
+    checkpointed = _grads(ckpt_learner, _samples(4))
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], atol=1e-6, rtol=1e-4)
