@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from grpo.config import RewardModelStage
+from grpo.learner.learner import seed_everything
 from pipelines.context import StageContext, StageResult
 from rewards.reward_model import (
     RewardModel,
@@ -26,6 +27,7 @@ def run_reward_model(stage: RewardModelStage, ctx: StageContext) -> StageResult:
 
     pairs = load_preference_pairs(resolve(stage.pairs))
     held_out = load_preference_pairs(resolve(stage.eval_pairs)) if stage.eval_pairs else None
+    seed_everything(ctx.recipe.seed)  # the new score head's initialisation
     model = RewardModel(ctx.model_dir, max_length=stage.max_length)
     summary: dict = {"pairs": len(pairs)}
     if held_out:
