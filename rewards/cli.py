@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from grpo.errors import UserError
+from grpo.jsonl import read_json_objects
 from rewards.compose import ComposedRewards, RewardComposer
 from rewards.registry import available_rewards, get_reward
 from rewards.spec import parse_reward_specs
@@ -66,22 +67,13 @@ def read_rows(path: Path, completion_column: str) -> tuple[list[int], list[str],
     if not path.is_file():
         raise UserError(f"input file {path} does not exist")
     rows: list[tuple[int, dict[str, Any]]] = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{number}: bad JSON line: {exc}") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            if not isinstance(row.get(completion_column), str):
-                raise UserError(
-                    f"{path}:{number}: no text column {completion_column!r} "
-                    f"(columns: {', '.join(row) or 'none'}; choose one with --completion-column)"
-                )
-            rows.append((number, row))
+    for number, row in read_json_objects(path):
+        if not isinstance(row.get(completion_column), str):
+            raise UserError(
+                f"{path}: line {number}: no text column {completion_column!r} "
+                f"(columns: {', '.join(row) or 'none'}; choose one with --completion-column)"
+            )
+        rows.append((number, row))
     if not rows:
         raise UserError(f"{path}: no rows")
     names = list(dict.fromkeys(key for _, row in rows for key in row if key != completion_column))
@@ -89,7 +81,7 @@ def read_rows(path: Path, completion_column: str) -> tuple[list[int], list[str],
         missing = [name for name in names if name not in row]
         if missing:
             names_missing = ", ".join(map(repr, missing))
-            raise UserError(f"{path}:{number}: missing column(s) {names_missing} that other rows have")
+            raise UserError(f"{path}: line {number}: missing column(s) {names_missing} that other rows have")
     lines = [number for number, _ in rows]
     completions = [row[completion_column] for _, row in rows]
     return lines, completions, {name: [row[name] for _, row in rows] for name in names}

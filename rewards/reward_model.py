@@ -12,7 +12,6 @@ completion of the same prompt, minimise -log sigmoid(r_chosen - r_rejected - mar
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grpo.errors import UserError
+from grpo.jsonl import read_json_objects
 from rewards.model_host import ModelHost, check_model_dir, torch_dtype
 from rewards.registry import DetailedReward, RewardOutput, register_reward
 
@@ -88,20 +88,12 @@ def load_preference_pairs(path: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise UserError(f"preference file {path} does not exist")
     pairs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{number}: bad JSON line: {exc}") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{path}:{number}: expected a JSON object")
+    for number, row in read_json_objects(path):
         for key in ("prompt", "chosen", "rejected"):
             if not isinstance(row.get(key), str):
-                raise UserError(f"{path}:{number}: needs a text field {key!r} (rows: prompt, chosen, rejected)")
+                raise UserError(f"{path}: line {number}: needs a text field {key!r} (rows: prompt, chosen, rejected)")
         if not isinstance(row.get("margin", 0.0), (int, float)):
-            raise UserError(f"{path}:{number}: 'margin' must be a number")
+            raise UserError(f"{path}: line {number}: 'margin' must be a number")
         pairs.append(row)
     if not pairs:
         raise UserError(f"{path}: no preference pairs")

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from grpo.errors import UserError
+from grpo.jsonl import read_json_objects
 
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
 REQUIRED_COLUMNS = ("question", "answer")
@@ -41,24 +42,7 @@ def read_records(path: Path) -> list[Record]:
 
 
 def _read_jsonl(path: Path) -> list[Record]:
-    records = []
-    with path.open("rb") as file:
-        for number, raw in enumerate(file, start=1):
-            where = f"line {number}"
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise UserError(f"{path}: {where}: not UTF-8 text ({exc})") from exc
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}: {where}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
-            if not isinstance(row, dict):
-                raise UserError(f"{path}: {where}: expected a JSON object, got {type(row).__name__}")
-            records.append((where, row))
-    return records
+    return [(f"line {number}", row) for number, row in read_json_objects(path)]
 
 
 def _read_json(path: Path) -> list[Record]:

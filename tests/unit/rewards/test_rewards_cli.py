@@ -46,12 +46,12 @@ def test_input_errors_name_the_file_and_line(tmp_path, capsys):
     missing = tmp_path / "none.jsonl"
     assert "none.jsonl does not exist" in _error(capsys, ["rewards", "score", "format", "--input", str(missing)])
     bad = _write(tmp_path / "bad.jsonl", [{"completion": "a"}, "{not json"])
-    assert f"{bad}:2: bad JSON line" in _error(capsys, ["rewards", "score", "format", "--input", str(bad)])
+    assert f"{bad}: line 2: invalid JSON" in _error(capsys, ["rewards", "score", "format", "--input", str(bad)])
     nocol = _write(tmp_path / "nocol.jsonl", [{"completion": "a"}, {"text": "b"}])
-    assert f"{nocol}:2: no text column 'completion'" in _error(
+    assert f"{nocol}: line 2: no text column 'completion'" in _error(
         capsys, ["rewards", "score", "format", "--input", str(nocol)])
     ragged = _write(tmp_path / "ragged.jsonl", [{"completion": "a", "answer": "1"}, {"completion": "b"}])
-    assert f"{ragged}:2: missing column(s) 'answer'" in _error(
+    assert f"{ragged}: line 2: missing column(s) 'answer'" in _error(
         capsys, ["rewards", "score", "format", "--input", str(ragged)])
     noanswer = _write(tmp_path / "noanswer.jsonl", [{"completion": "\\boxed{1}"}])
     err = _error(capsys, ["rewards", "score", "math_accuracy", "--input", str(noanswer)])

@@ -101,7 +101,7 @@ def test_preference_file_errors_name_the_line(tmp_path):
     path = tmp_path / "pairs.jsonl"
     rows = [{"prompt": "p", "chosen": "a", "rejected": "b"}, {"prompt": "p"}]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    with pytest.raises(UserError, match=r"pairs.jsonl:2: needs a text field 'chosen'"):
+    with pytest.raises(UserError, match=r"pairs.jsonl: line 2: needs a text field 'chosen'"):
         load_preference_pairs(path)
     with pytest.raises(UserError, match="does not exist"):
         load_preference_pairs(tmp_path / "none.jsonl")
