@@ -1,0 +1,180 @@
+"""Learner throughput: tokens/s, peak memory and the fraction of the machine's matmul rate one GRPO update
+reaches, for a dense model and a MoE model.
+
+Each model runs in its own process with the same threads: grpo.learner.Learner (in process, no Ray) trains
+on one RL batch of --samples responses (prompt 92 tokens, as the R1-Zero template gives; completion
+lengths drawn uniformly from 16..--max-new-tokens, seeded), loss "grpo", beta 0, default token budget.
+After one warm-up update, --repeats updates are timed. In the same process a float32 2048^3 matmul gives
+the machine's practical FLOP/s; the learner's model FLOPs are counted as training FLOPs usually are:
+6 x (active matmul parameters) per token, the LM head only on completion positions (the only ones our
+learner computes logits for), plus causal attention; recomputation does not count.
+Peak memory: the process's peak resident set during the timed updates (VmHWM, reset before them), and
+how far it rose above the resident set before them (model, optimizer state and allocator caches in place).
+
+  - dense: qwen2-24m (grpo.models.factory)
+  - moe:   tiny-deepseek-v3's architecture (MLA, 1 shared + 8 routed experts, top-2) at qwen2-24m's width
+           and depth: 47M parameters, 17M active per token
+
+    .venv/bin/python bench/bench_learner.py [--quick] [--models dense,moe] [--samples 64]
+
+Prints a table and writes bench/results/learner.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import emit_result, format_table, matmul_flops, progress, run_child, write_results  # noqa: E402
+
+PROMPT_TOKENS = 92
+MODELS = {
+    "dense": ("qwen2-24m", {}),
+    "moe": ("tiny-deepseek-v3", {"hidden_size": 512, "num_hidden_layers": 8, "intermediate_size": 1536,
+                                 "moe_intermediate_size": 384, "num_attention_heads": 8, "num_key_value_heads": 8,
+                                 "q_lora_rank": 128}),
+}
+
+
+def rl_batch(n: int, max_new_tokens: int, vocab: int, seed: int = 0):
+    """`n` TrainSamples with random tokens, varied completion lengths, +-1 advantages and rollout log-probs
+    (the loop's truncated importance sampling needs them)."""
+    from grpo.learner.batching import TrainSample
+
+    rng = random.Random(seed)
+    samples = []
+    for _ in range(n):
+        length = rng.randint(16, max_new_tokens)
+        samples.append(TrainSample(
+            prompt_ids=[rng.randrange(3, vocab) for _ in range(PROMPT_TOKENS)],
+            completion_ids=[rng.randrange(3, vocab) for _ in range(length)], advantage=rng.choice((-1.0, 1.0)),
+            rollout_logprobs=[-rng.uniform(0.1, 3.0) for _ in range(length)]))
+    return samples
+
+
+def active_matmul_parameters(model) -> tuple[int, int]:
+    """(total, per-token) parameters of the decoder's matrix multiplications: embeddings, the LM head and
+    norms excluded; routed experts counted at num_experts_per_tok / n_routed_experts."""
+    config = model.config
+    routed = getattr(config, "num_experts_per_tok", 1) / getattr(config, "n_routed_experts", 1)
+    total = active = 0
+    for name, param in model.named_parameters():
+        if param.dim() < 2 or "embed_tokens" in name or "lm_head" in name:
+            continue
+        total += param.numel()
+        # ".experts." matches the routed experts, not "shared_experts."
+        active += param.numel() * (routed if re.search(r"\.experts\.", name) else 1)
+    return total, int(active)
+
+
+def attention_flops_per_sequence(config, length: int) -> float:
+    """Forward FLOPs of QK^T and AV over a causal sequence: heads x (qk dim + v dim) x length^2."""
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    qk = getattr(config, "qk_nope_head_dim", 0) + getattr(config, "qk_rope_head_dim", 0) or head_dim
+    v = getattr(config, "v_head_dim", None) or head_dim
+    return config.num_hidden_layers * config.num_attention_heads * (qk + v) * length**2
+
+
+def train_flops(model, samples) -> float:
+    config = model.config
+    _, active = active_matmul_parameters(model)
+    tokens = sum(s.length for s in samples)
+    completion = sum(len(s.completion_ids) for s in samples)
+    forward = (2 * active * tokens + 2 * config.hidden_size * config.vocab_size * completion
+               + sum(attention_flops_per_sequence(config, s.length) for s in samples))
+    return 3 * forward  # backward: twice the forward
+
+
+def peak_rss_reset() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # Linux: reset VmHWM to the current RSS
+
+
+def proc_status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} missing from /proc/self/status")
+
+
+def run_case(config: dict) -> dict:
+    import torch
+
+    from grpo.config import AlgorithmConfig, LearnerConfig
+    from grpo.learner.learner import Learner
+    from grpo.models.factory import make_model
+
+    torch.set_num_threads(config["cpus"])
+    peak_flops = matmul_flops(config["cpus"])
+    preset, overrides = MODELS[config["model"]]
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = make_model(preset, Path(tmp) / "model", overrides=overrides)
+        learner = Learner(model_dir, LearnerConfig(lr=1e-6), AlgorithmConfig(num_generations=8, loss_type="grpo"),
+                          total_steps=config["repeats"] + 1, max_completion_length=config["max_new_tokens"])
+    samples = rl_batch(config["samples"], config["max_new_tokens"], learner.model.config.vocab_size)
+    progress(f"{config['model']}: warm-up update")
+    learner.train(samples)
+    rss_before = proc_status_kib("VmRSS")
+    peak_rss_reset()
+    walls = []
+    for i in range(config["repeats"]):
+        progress(f"{config['model']}: timed update {i + 1}/{config['repeats']}")
+        start = time.perf_counter()
+        learner.train(samples)
+        walls.append(time.perf_counter() - start)
+    wall = statistics.median(walls)
+    flops = train_flops(learner.model, samples)
+    total, active = active_matmul_parameters(learner.model)
+    return {
+        "model": config["model"], "preset": preset, "overrides": overrides,
+        "parameters": learner.model.num_parameters(), "matmul_parameters": total, "active_matmul_parameters": active,
+        "samples": len(samples), "tokens": sum(s.length for s in samples),
+        "completion_tokens": sum(len(s.completion_ids) for s in samples), "walls": walls,
+        "tokens_per_s": sum(s.length for s in samples) / wall, "model_flops_per_step": flops,
+        "achieved_flops": flops / wall, "matmul_flops": peak_flops, "fraction_of_matmul": flops / wall / peak_flops,
+        "rss_before_mib": rss_before / 1024, "peak_rss_mib": proc_status_kib("VmHWM") / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="32 samples, 1 timed update")
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--samples", type=int, help="responses per update (default 64: 8 prompts x 8)")
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--repeats", type=int)
+    parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        emit_result(run_case(json.loads(args.child)))
+        return
+    models = args.models.split(",")
+    if unknown := set(models) - set(MODELS):
+        parser.error(f"unknown model(s) {', '.join(sorted(unknown))}; valid: {', '.join(MODELS)}")
+    config = {"samples": args.samples or (32 if args.quick else 64), "max_new_tokens": args.max_new_tokens,
+              "repeats": args.repeats or (1 if args.quick else 3), "cpus": args.cpus}
+    rows = []
+    for model in models:
+        print(f"{model} ...", flush=True)
+        rows.append(run_child(Path(__file__), ["--child", json.dumps({**config, "model": model})], name=model))
+    print(format_table(
+        ["model", "params M", "active M", "tokens", "s/update", "tokens/s", "GFLOP/s", "matmul GFLOP/s",
+         "fraction", "peak RSS MiB", "update extra MiB"],
+        [[r["model"], r["parameters"] / 1e6, r["active_matmul_parameters"] / 1e6, r["tokens"],
+          statistics.median(r["walls"]), r["tokens_per_s"], r["achieved_flops"] / 1e9, r["matmul_flops"] / 1e9,
+          r["fraction_of_matmul"], r["peak_rss_mib"], r["peak_rss_mib"] - r["rss_before_mib"]] for r in rows]))
+    print(f"wrote {write_results('learner', {'config': config, 'rows': rows})}")
+
+
+if __name__ == "__main__":
+    main()
