@@ -13,7 +13,7 @@ how far it rose above the resident set before them (model, optimizer state and a
 
   - dense: qwen2-24m (grpo.models.factory)
   - moe:   tiny-deepseek-v3's architecture (MLA, 1 shared + 8 routed experts, top-2) at qwen2-24m's width
-           and depth: 47M parameters, 17M active per token
+           and depth: 47M parameters, 22M of them in matmuls active per token
 
     .venv/bin/python bench/bench_learner.py [--quick] [--models dense,moe] [--samples 64]
 

@@ -157,30 +157,43 @@ def emit_result(result: dict) -> None:
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
+# Signs that a child's Ray cluster was killed from outside: on a shared machine, another user's `ray stop
+# --force` ends every Ray process of the machine. Such a child is run once more.
+RAY_LOST = ("Raylet is terminated", "ActorUnavailableError", "ActorDiedError")
+
+
 def run_child(script: Path, args: list[str], env: dict[str, str] | None = None, name: str = "") -> dict:
     """Run `script` with `args` in a fresh Python process and return the result it emitted.
 
     Benchmarks that start vLLM engines, Ray clusters or set thread counts run each case in its own process:
     an in-process engine owns its process, and thread settings cannot be undone. The child starts once the
-    CPU is quiet (wait_for_idle; the busy share it started with is added to its result as cpu_busy_before).
-    Its "[bench]" progress lines are shown; a child that fails stops the benchmark with its output's tail.
+    CPU is quiet (wait_for_idle, at most $BENCH_IDLE_WAIT_S seconds, default 300; the busy share it started
+    with is added to its result as cpu_busy_before). Its "[bench]" progress lines are shown; a child that
+    fails stops the benchmark with its output's tail, except that one whose Ray cluster was lost is retried.
     """
-    command = [sys.executable, str(script), *args]
-    busy_before = wait_for_idle()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, **(env or {})}, cwd=REPO_ROOT)
-    result, tail = None, []
-    for line in process.stdout:
-        if line.startswith(RESULT_PREFIX):
-            result = json.loads(line[len(RESULT_PREFIX):])
-            continue
-        tail = (tail + [line])[-60:]
-        if line.startswith("[bench]"):
-            print("   " + line, end="", flush=True)
-    code = process.wait()
-    if code != 0 or result is None:
-        sys.exit(f"{name or script.name} {' '.join(args)} failed (exit {code}); last output:\n{''.join(tail)}")
-    return {**result, "cpu_busy_before": busy_before}
+    label = f"{name or script.name} {' '.join(args)}"
+    retried = False
+    while True:
+        busy_before = wait_for_idle(max_wait_s=float(os.environ.get("BENCH_IDLE_WAIT_S", 300)))
+        process = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})},
+                                   cwd=REPO_ROOT)
+        result, tail, ray_lost = None, [], False
+        for line in process.stdout:
+            if line.startswith(RESULT_PREFIX):
+                result = json.loads(line[len(RESULT_PREFIX):])
+            elif line.startswith("[bench]"):
+                print("   " + line, end="", flush=True)
+            elif "[state-dump]" not in line:  # Ray's periodic dumps would push the traceback out of the tail
+                tail = (tail + [line])[-60:]
+            ray_lost = ray_lost or any(sign in line for sign in RAY_LOST)
+        code = process.wait()
+        if code == 0 and result is not None:
+            return {**result, "cpu_busy_before": busy_before}
+        if retried or not ray_lost:
+            sys.exit(f"{label} failed (exit {code}); last output:\n{''.join(tail)}")
+        retried = True
+        print(f"   {name or script.name}: its Ray cluster was killed from outside; running it again", flush=True)
 
 
 def progress(message: str) -> None:
