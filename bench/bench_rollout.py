@@ -5,10 +5,11 @@ G samples each, temperature 1, up to --max-new-tokens new tokens, the same per-p
 Each side runs in its own process with the same threads (every core by default), gets one warm-up call,
 then --repeats timed calls; tokens/s is generated tokens over the median call's wall time.
 
-  - raw vLLM: `vllm.LLM` with vLLM's defaults (engine core in its own process, compiled model, chunked
-    prefill) and the plain sampling parameters; once more with logprobs=0, which RL needs. The efficiency
-    goal is against this row. Again with enforce_eager=True (no compilation), which our engine needs for
-    its weight updates: the difference is what compilation is worth.
+  - raw vLLM: `vllm.LLM` with vLLM's defaults (engine core in its own process, compiled model), except
+    whole prefills, without which seeded sampling fails on the CPU for batches this size, and the plain
+    sampling parameters; once more with logprobs=0, which RL needs. The efficiency goal is against the
+    first row. Again with enforce_eager=True (no compilation), as our engine runs (its weight updates need
+    it): the difference is what compilation is worth.
   - ours: a RolloutWorker Ray actor (grpo.rollout.actor), called as the RL loop calls it, timed from the
     driver (token ids, log-probs and text back through Ray included); and the RolloutEngine alone, in
     process, which splits our cost between the engine choices and Ray.
@@ -23,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from functools import partial
@@ -65,8 +65,11 @@ def run_raw(config: dict, enforce_eager: bool = False) -> dict:
     G = config["num_generations"]
     name = "raw vLLM, eager" if enforce_eager else "raw vLLM"
     start = time.perf_counter()
+    # Whole prefills: with chunked prefill, a seeded request whose prefill is split fails on the CPU ("CPU
+    # Generator does not use offset", grpo/rollout/engine.py) once prompts x G exceed the token budget.
     llm = LLM(model=config["model"], dtype="float32", seed=0, max_model_len=MAX_MODEL_LEN,
-              kv_cache_memory_bytes=KV_CACHE_GIB << 30, enforce_eager=enforce_eager)
+              kv_cache_memory_bytes=KV_CACHE_GIB << 30, enforce_eager=enforce_eager,
+              enable_chunked_prefill=False, max_num_batched_tokens=8192)
     startup = time.perf_counter() - start
 
     def generate(logprobs):
