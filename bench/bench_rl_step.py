@@ -66,7 +66,7 @@ def run_ours(config: dict) -> dict:
     from grpo.driver import RLLoop
     from grpo.metrics import read_metrics
 
-    cpus, warmup = config["cpus"], config["warmup_steps"]
+    cpus, warmup = config["ours_cpus"], config["warmup_steps"]
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "prompts.jsonl"
         data.write_text("".join(json.dumps(r) + "\n" for r in dataset_rows()))
@@ -134,21 +134,21 @@ def run_trl(config: dict) -> dict:
         """Our exact_match reward in TRL's calling convention (same extraction, same verdicts)."""
         return exact(completions, answer=answer, **REWARD_KWARGS)
 
+    phase_times: dict[str, list[float]] = defaultdict(list)
+
     class TimedGRPOTrainer(GRPOTrainer):
         """GRPOTrainer with its generation and reward phases timed (TRL logs no timings without a tracker)."""
-
-        phase_times: dict[str, list[float]] = defaultdict(list)
 
         def _generate_single_turn(self, *args, **kwargs):
             start = time.perf_counter()
             out = super()._generate_single_turn(*args, **kwargs)
-            self.phase_times["generate"].append(time.perf_counter() - start)
+            phase_times["generate"].append(time.perf_counter() - start)
             return out
 
         def _calculate_rewards(self, *args, **kwargs):
             start = time.perf_counter()
             out = super()._calculate_rewards(*args, **kwargs)
-            self.phase_times["reward"].append(time.perf_counter() - start)
+            phase_times["reward"].append(time.perf_counter() - start)
             return out
 
     class Clock(TrainerCallback):
@@ -192,7 +192,7 @@ def run_trl(config: dict) -> dict:
     walls = [b - a for a, b in zip([clock.begin] + clock.ends, clock.ends)]
     warmup = config["warmup_steps"]
     step_logs = [log for log in clock.logs if "completions/mean_length" in log][warmup:]
-    phases = {p: statistics.mean(v[warmup:]) for p, v in TimedGRPOTrainer.phase_times.items()}
+    phases = {p: statistics.mean(v[warmup:]) for p, v in phase_times.items()}
     # TRL's learner phase is the rest of its step (its forward/backward, optimizer and bookkeeping).
     phases["learner"] = steady_mean(walls, warmup) - sum(phases.values())
     return {
@@ -220,6 +220,8 @@ def main() -> None:
                         "the first step holds one-off work on both sides)")
     parser.add_argument("--lr", type=float, default=1e-6)
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1, help="threads each side computes with")
+    parser.add_argument("--ours-cpus", type=int, help="CPUs (threads) of each of our actors (default --cpus; "
+                        "1 is the recipes' default allocation, which leaves cores idle in each phase)")
     parser.add_argument("--sides", default="ours,trl")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -237,7 +239,7 @@ def main() -> None:
         "model": str(warm_model()), "prompts_per_step": prompts, "num_generations": args.num_generations,
         "max_new_tokens": args.max_new_tokens, "steps": args.warmup_steps + measured_steps,
         "warmup_steps": args.warmup_steps, "lr": args.lr, "max_grad_norm": 1.0, "epsilon": 0.2, "seed": 0,
-        "cpus": args.cpus,
+        "cpus": args.cpus, "ours_cpus": args.ours_cpus or args.cpus,
     }
     results = {}
     for side in sides:
