@@ -11,8 +11,13 @@ rollout worker and learner each get all of them (the phases of a step run one af
 cluster declares twice the cores). Per-step wall times come from each side's own step records; the first
 --warmup-steps steps are run but not counted, and start-up (Ray, engine, models) is reported separately.
 
+Side `ours_off_policy` is our loop with `rollout.off_policy_steps: 1` (batch t+1 sampled while the learner
+trains on batch t); its phases overlap, so its row leaves "other" empty. Our reward column is the scoring
+time not hidden behind generation (groups are scored as they finish: grpo/metrics.py).
+
     .venv/bin/python bench/bench_rl_step.py            # 8 prompts x 8 samples, 1 + 3 steps per side
     .venv/bin/python bench/bench_rl_step.py --quick    # 4 prompts x 8 samples, 1 + 2 steps per side
+    .venv/bin/python bench/bench_rl_step.py --sides ours,ours_off_policy,trl   # the off-policy side too
 
 Prints a table and writes bench/results/rl_step.json.
 """
@@ -58,7 +63,7 @@ def steady_mean(values: list[float], warmup_steps: int) -> float:
 
 # ---------------------------------------------------------------------------------------------- ours
 
-def run_ours(config: dict) -> dict:
+def run_ours(config: dict, off_policy_steps: int = 0) -> dict:
     """Our RL loop, as a recipe's rl stage runs it; per-step times from its metrics.jsonl records."""
     import ray
 
@@ -77,13 +82,15 @@ def run_ours(config: dict) -> dict:
             "steps": config["steps"], "prompts_per_step": config["prompts_per_step"],
             "checkpoint_every": config["steps"],  # the one checkpoint is written after the last step is timed
             "rollout": {"max_completion_length": config["max_new_tokens"], "temperature": 1.0,
-                        "num_cpus_per_worker": cpus, "max_model_len": 512, "kv_cache_gib": 1},
+                        "num_cpus_per_worker": cpus, "max_model_len": 512, "kv_cache_gib": 1,
+                        "off_policy_steps": off_policy_steps},
             "algorithm": {"num_generations": config["num_generations"], "loss_type": "grpo",
                           "epsilon": config["epsilon"], "beta": 0.0},
             "learner": {"lr": config["lr"], "max_grad_norm": config["max_grad_norm"], "num_cpus_per_learner": cpus},
         })
         stage_dir = Path(tmp) / "stage"
-        progress(f"ours: {config['steps']} steps of {config['prompts_per_step']} prompts x {config['num_generations']}")
+        progress(f"{config['side']}: {config['steps']} steps of {config['prompts_per_step']} prompts x "
+                 f"{config['num_generations']}")
         start = time.time()
         RLLoop(stage, Path(config["model"]), stage_dir, seed=config["seed"],
                cluster=ClusterConfig(num_cpus=2 * cpus)).run()
@@ -98,10 +105,11 @@ def run_ours(config: dict) -> dict:
     startup = walls[0] - sum(records[0][f"timing/{p}"] for p in phases)
     steady = records[warmup:]
     means = {p: statistics.mean(r[f"timing/{p}"] for r in steady) for p in phases}
-    # "other": Ray transfers of samples and weights' handles, advantages, logging (the step's unexplained rest).
-    means["other"] = steady_mean(walls, warmup) - sum(means.values())
+    if not off_policy_steps:
+        # "other": Ray transfers of samples and weights' handles, advantages, logging (the step's unexplained rest).
+        means["other"] = steady_mean(walls, warmup) - sum(means.values())
     return {
-        "side": "ours", "startup_s": startup, "step_walls": walls, "s_per_step": steady_mean(walls, warmup),
+        "side": config["side"], "startup_s": startup, "step_walls": walls, "s_per_step": steady_mean(walls, warmup),
         "phases": means,
         "samples_per_step": statistics.mean(r["batch/samples"] for r in steady),
         "mean_completion_tokens": statistics.mean(r["length/mean"] for r in steady),
@@ -206,7 +214,7 @@ def run_trl(config: dict) -> dict:
 
 # ---------------------------------------------------------------------------------------------- driver
 
-SIDES = {"ours": run_ours, "trl": run_trl}
+SIDES = {"ours": run_ours, "ours_off_policy": lambda config: run_ours(config, off_policy_steps=1), "trl": run_trl}
 
 
 def main() -> None:
@@ -222,7 +230,8 @@ def main() -> None:
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1, help="threads each side computes with")
     parser.add_argument("--ours-cpus", type=int, help="CPUs (threads) of each of our actors (default --cpus; "
                         "1 is the recipes' default allocation, which leaves cores idle in each phase)")
-    parser.add_argument("--sides", default="ours,trl")
+    parser.add_argument("--sides", default="ours,trl", help="comma-separated, of: " + ", ".join(SIDES) +
+                        " (ours_off_policy: our loop with rollout.off_policy_steps 1)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -250,7 +259,7 @@ def main() -> None:
     headers = ["side", "start-up s", "s/step", "samples/s", "generate s", "reward s", "learner s", "sync s",
                "other s", "mean len", "clipped", "reward"]
     rows = [[side, r["startup_s"], r["s_per_step"], r["samples_per_s"], r["phases"]["generate"],
-             r["phases"]["reward"], r["phases"]["learner"], r["phases"].get("sync", 0.0), r["phases"].get("other", 0.0),
+             r["phases"]["reward"], r["phases"]["learner"], r["phases"].get("sync", 0.0), r["phases"].get("other", "-"),
              r["mean_completion_tokens"], r["clipped_frac"], r["reward_mean"]] for side, r in results.items()]
     print(format_table(headers, rows))
     payload = {"config": config, "results": results}
@@ -258,6 +267,12 @@ def main() -> None:
         ratio = results["ours"]["samples_per_s"] / results["trl"]["samples_per_s"]
         payload["speedup_vs_trl"] = ratio
         print(f"RL step throughput, ours / TRL: {ratio:.2f}x (goal >= 2x)")
+    if "ours_off_policy" in results:
+        for base in ("ours", "trl"):
+            if base in results:
+                ratio = results["ours_off_policy"]["samples_per_s"] / results[base]["samples_per_s"]
+                payload[f"off_policy_speedup_vs_{base}"] = ratio
+                print(f"RL step throughput, ours_off_policy / {base}: {ratio:.2f}x")
     print(f"wrote {write_results('rl_step', payload)}")
 
 

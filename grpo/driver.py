@@ -6,8 +6,19 @@ One `RLLoop.run()` is one `rl` stage. Everything it needs to resume lives in its
     <stage_dir>/metrics.jsonl, tensorboard/, samples.jsonl
     <stage_dir>/model/                      the final policy, written when the stage finishes
 
+Rewards are computed as groups finish: each rollout worker streams a prompt's G samples as soon as all G are
+done, and the driver scores that group while the workers generate the others.
+
+One-step-off-policy (`rollout.off_policy_steps: 1`): while the learners train on batch t, the workers sample
+batch t+1 with the weights of step t (and the driver scores it); the sync after step t waits for both. Each
+batch is then one update stale, which the loss corrects with truncated importance sampling, min(pi_old /
+pi_rollout, algorithm.tis_cap) with pi_old the learner's log-probs before its update. The first step of a
+run, or of a resumed run, samples its own batch first (staleness 0).
+
 Determinism: prompts of step k are a function of (seed, k); sampling seeds are a function of (seed, k, prompt);
-so a run resumed from the checkpoint of step k continues exactly as the uninterrupted run would.
+so a run resumed from the checkpoint of step k continues exactly as the uninterrupted run would. Off-policy,
+the batch in flight at a checkpoint (sampled by the weights before it) is not saved: the resumed run samples
+it again with the checkpoint's weights, a valid one-step-off-policy run but not bitwise the uninterrupted one.
 """
 
 from __future__ import annotations
@@ -32,9 +43,9 @@ from grpo.data.templates import TEMPLATES
 from grpo.learner.actor import make_learners
 from grpo.learner.batching import TrainSample
 from grpo.metrics import MetricsLogger
-from grpo.rollout.actor import make_rollout_workers, split_prompts
-from grpo.rollout.engine import SamplingConfig
-from rewards.compose import RewardComposer
+from grpo.rollout.actor import finished_groups, make_rollout_workers, start_streams
+from grpo.rollout.engine import Sample, SamplingConfig
+from rewards.compose import ComposedRewards, RewardComposer
 
 ACCURACY_REWARDS = ("math_accuracy", "exact_match", "code", "countdown")
 
@@ -43,6 +54,16 @@ ACCURACY_REWARDS = ("math_accuracy", "exact_match", "code", "countdown")
 class PromptBatch:
     rows: list[dict]
     prompts: list[str]
+
+
+@dataclass
+class Rollout:
+    """One step's batch, sampled and scored: groups and scores in prompt order, and the rollout's timings."""
+
+    batch: PromptBatch
+    groups: list[list[Sample]]
+    scored: ComposedRewards
+    timings: dict[str, float]
 
 
 class PromptSampler:
@@ -82,7 +103,7 @@ class RLLoop:
         prompts = [template(r["question"], tokenizer) for r in rows]
         return PromptSampler(rows, prompts, self.stage.prompts_per_step, self.seed)
 
-    def _start(self, resume_from: Path | None):
+    def _start(self, resume_from: Path | None, start_step: int):
         stage = self.stage
         ensure_ray(self.cluster)
         lora = stage.learner.lora is not None
@@ -91,7 +112,8 @@ class RLLoop:
         engine_dir = self.model_dir if resume_from is None else resume_from / "model"
         learners = make_learners(
             stage.learner.num_learners, stage.learner.num_cpus_per_learner, stage.learner.num_gpus_per_learner,
-            model_dir=str(learner_dir), learner=stage.learner, algorithm=stage.algorithm,
+            model_dir=str(learner_dir), reference_dir=str(self.model_dir), learner=stage.learner,
+            algorithm=stage.algorithm,
             total_steps=stage.steps, num_iterations=stage.num_iterations, mini_batches=stage.mini_batches,
             max_completion_length=stage.rollout.max_completion_length, seed=self.seed, dtype=self.dtype)
         if resume_from is not None:
@@ -101,7 +123,8 @@ class RLLoop:
         workers = make_rollout_workers(
             stage.rollout.num_workers, str(engine_dir), stage.rollout.num_cpus_per_worker,
             num_gpus_per_worker=stage.rollout.num_gpus_per_worker, dtype=self.dtype, seed=self.seed,
-            max_model_len=stage.rollout.max_model_len, kv_cache_gib=stage.rollout.kv_cache_gib)
+            max_model_len=stage.rollout.max_model_len, kv_cache_gib=stage.rollout.kv_cache_gib,
+            weights_version=start_step)  # versions count learner steps, so staleness is right after a resume
         return learners, workers
 
     # --------------------------------------------------------------------------------------- loop
@@ -117,11 +140,14 @@ class RLLoop:
         start_step = json.loads((resume_from / "state.json").read_text())["step"] if resume_from else 0
         composer = RewardComposer(stage.rewards)
         logger = MetricsLogger(self.stage_dir)
-        learners, workers = self._start(resume_from)
+        learners, workers = self._start(resume_from, start_step)
         samples_log = (self.stage_dir / "samples.jsonl").open("a")
         try:
+            rollout = None  # off-policy: the batch sampled during the previous step
             for step in range(start_step, stage.steps):
-                metrics = self.step(step, sampler, composer, learners, workers, samples_log)
+                if rollout is None:
+                    rollout = self._rollout(step, sampler, composer, workers)
+                metrics, rollout = self.step(step, rollout, sampler, composer, learners, workers, samples_log)
                 logger.log(step + 1, metrics)
                 if self.progress:
                     self.progress(step + 1, stage.steps, metrics)
@@ -137,28 +163,50 @@ class RLLoop:
                 ray.kill(actor)
         return final_dir
 
-    def step(self, step: int, sampler: PromptSampler, composer: RewardComposer, learners, workers, samples_log) -> dict:
-        stage, algo, G = self.stage, self.stage.algorithm, self.stage.algorithm.num_generations
+    def _rollout(self, step: int, sampler: PromptSampler, composer: RewardComposer, workers) -> Rollout:
+        """Sample batch `step` on the workers and score each group as it arrives."""
+        stage, G = self.stage, self.stage.algorithm.num_generations
         batch = sampler.batch(step)
         sampling = SamplingConfig(
             temperature=stage.rollout.temperature, top_p=stage.rollout.top_p, top_k=stage.rollout.top_k,
             max_tokens=stage.rollout.max_completion_length, seed=self.seed * 1_000_003 + step * 100_003)
+        started = time.perf_counter()
+        streams = start_streams(workers, batch.prompts, G, sampling)
+        groups: dict[int, list[Sample]] = {}
+        scores: dict[int, ComposedRewards] = {}
+        exposed_s = overlapped_s = 0.0
+        for index, group in finished_groups(streams):
+            received = time.perf_counter()
+            row = batch.rows[index]
+            columns = {key: [value] * G for key, value in row.items()}
+            columns["prompt"] = [batch.prompts[index]] * G
+            columns["completion_length"] = [len(s.token_ids) for s in group]
+            groups[index], scores[index] = group, composer([s.text for s in group], columns)
+            scoring_s = time.perf_counter() - received
+            if len(groups) < len(batch.prompts):
+                overlapped_s += scoring_s  # other groups were still being generated meanwhile
+            else:
+                exposed_s += scoring_s
+        order = range(len(batch.prompts))
+        return Rollout(batch, [groups[i] for i in order], ComposedRewards.concat([scores[i] for i in order]), {
+            "timing/generate": received - started,  # until the last group arrived
+            "timing/reward": exposed_s,
+            "timing/reward_overlapped": overlapped_s,
+        })
 
-        t0 = time.perf_counter()
-        shards = split_prompts(batch.prompts, len(workers))
-        futures = [w.generate.remote(shard, G, sampling, offset) for w, (offset, shard) in zip(workers, shards)]
-        groups = [group for result in ray.get(futures) for group in result]
-        t_generate = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
+    def step(self, step: int, rollout: Rollout, sampler: PromptSampler, composer: RewardComposer, learners,
+             workers, samples_log) -> tuple[dict, Rollout | None]:
+        """Train on `rollout` (batch `step`) and sync the workers. Returns the step's metrics and, off-policy,
+        batch step+1, which the workers sampled with this step's starting weights while the learners trained."""
+        stage, algo, G = self.stage, self.stage.algorithm, self.stage.algorithm.num_generations
+        batch, groups, scored = rollout.batch, rollout.groups, rollout.scored
         flat = [s for group in groups for s in group]
-        completions = [s.text for s in flat]
-        columns = {key: [row[key] for row in batch.rows for _ in range(G)] for key in batch.rows[0]}
-        columns["prompt"] = [p for p in batch.prompts for _ in range(G)]
-        columns["completion_length"] = [len(s.token_ids) for s in flat]
-        scored = composer(completions, columns)
         rewards = torch.tensor(scored.totals, dtype=torch.float32)
-        t_reward = time.perf_counter() - t0
+        sampled_by = min(s.weights_version for s in flat)
+        staleness = step - sampled_by  # versions count learner steps: the learners are at version `step` now
+        if not 0 <= staleness <= stage.rollout.off_policy_steps:
+            raise RuntimeError(f"batch {step} was sampled by weights {staleness} steps old; rollout.off_policy_steps "
+                               f"allows {stage.rollout.off_policy_steps}")
 
         keep = torch.ones(len(groups), dtype=torch.bool)
         dropped = 0
@@ -182,7 +230,12 @@ class RLLoop:
                     truncated=truncated))
 
         shards = [samples[r :: len(learners)] for r in range(len(learners))]
-        learner_metrics = ray.get([a.train.remote(shard, len(samples)) for a, shard in zip(learners, shards)])
+        training = [a.train.remote(shard, len(samples)) for a, shard in zip(learners, shards)]
+        upcoming = None
+        if stage.rollout.off_policy_steps and step + 1 < stage.steps:
+            # The workers still hold the weights the learners started this step from.
+            upcoming = self._rollout(step + 1, sampler, composer, workers)
+        learner_metrics = ray.get(training)
         metrics = dict(learner_metrics[0])
 
         t0 = time.perf_counter()
@@ -201,10 +254,12 @@ class RLLoop:
             "length/clipped_frac": sum(s.finish_reason == "length" for s in flat) / len(flat),
             "batch/dropped_groups": float(dropped),
             "batch/samples": float(len(samples)),
-            "timing/generate": t_generate,
-            "timing/reward": t_reward,
+            "rollout/weights_version": float(sampled_by),
+            "rollout/staleness": float(staleness),
+            **rollout.timings,
             "timing/sync": t_sync,
-            "throughput/rollout_tokens_per_s": float(lengths.sum()) / max(t_generate, 1e-9),
+            "throughput/rollout_tokens_per_s": float(lengths.sum()) / max(rollout.timings["timing/generate"],
+                                                                          1e-9),
             "sync/seconds": max(r.get("sync/seconds", t_sync) for r in sync_results),
         })
         if kept:
@@ -216,7 +271,7 @@ class RLLoop:
                 metrics["accuracy"] = sum(v >= 1.0 for v in values) / len(values)
                 break
         self._log_samples(samples_log, step, groups, scored, batch, G)
-        return metrics
+        return metrics, upcoming
 
     def _log_samples(self, out, step, groups, scored, batch, G) -> None:
         """Best and worst completion of the first groups, with their reward components (for the report)."""

@@ -33,6 +33,21 @@ class ComposedRewards:
     reasons: dict[str, list[str]] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
+    @classmethod
+    def concat(cls, parts: list[ComposedRewards]) -> ComposedRewards:
+        """The scores of `parts` (each from one call, e.g. one group scored as it finished) as if their
+        completions had been scored in one call, in this order: error records' indices are shifted to match."""
+        result = cls(totals=[t for part in parts for t in part.totals])
+        offset = 0
+        for part in parts:
+            for name, scores in part.components.items():
+                result.components.setdefault(name, []).extend(scores)
+            for name, reasons in part.reasons.items():
+                result.reasons.setdefault(name, []).extend(reasons)
+            result.errors.extend({**error, "index": error["index"] + offset} for error in part.errors)
+            offset += len(part.totals)
+        return result
+
     def sample(self, index: int) -> dict[str, Any]:
         """One sample's total, components and reasons, ready to log as a JSON object."""
         return {

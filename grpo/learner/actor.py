@@ -1,4 +1,8 @@
-"""Ray edge of the learner: one actor per data-parallel rank, each wrapping a plain `Learner`."""
+"""Ray edge of the learner: one actor per data-parallel rank, each wrapping a plain `Learner`.
+
+The driver makes whole-model calls (weight sync, saves, log-probs) on rank 0 only. Under `strategy: fsdp2`
+those are collectives over every rank, so rank 0 has its peers join each one and drops their results.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ class LearnerHost:
 
         torch.set_num_threads(max(1, num_threads))
         self.learner: Learner | None = None
+        self.peers: list = []  # the other ranks' actors, on rank 0 only
 
     def rendezvous_address(self) -> str:
         ip = ray.util.get_node_ip_address()
@@ -29,23 +34,32 @@ class LearnerHost:
         learner_kwargs["dist_info"] = DistInfo(rank=rank, world_size=world_size, init_method=init_method)
         self.learner = Learner(**learner_kwargs)
 
+    def set_peers(self, peers: list) -> None:
+        self.peers = peers
+
+    def _with_peers(self, method: str, *args):
+        joined = [getattr(peer, method).remote(*args) for peer in self.peers] if self.learner.sharded else []
+        result = getattr(self.learner, method)(*args)
+        ray.get(joined)
+        return result
+
     def train(self, samples, global_num_samples):
         return self.learner.train(samples, global_num_samples)
 
     def compute_logprobs(self, samples):
-        return self.learner.compute_logprobs(samples)
+        return self._with_peers("compute_logprobs", samples)
 
     def sync_state_dict(self):
-        return self.learner.sync_state_dict()
+        return self._with_peers("sync_state_dict")
 
     def trainable_names(self):
         return self.learner.trainable_names()
 
     def save(self, directory: str) -> None:
-        self.learner.save(directory)
+        self._with_peers("save", directory)
 
     def save_model(self, directory: str) -> None:
-        self.learner.save_model(directory)
+        self._with_peers("save_model", directory)
 
     def load_trainer_state(self, directory: str) -> None:
         self.learner.load_trainer_state(directory)
@@ -67,4 +81,5 @@ def make_learners(num_learners: int, num_cpus: float, num_gpus: float, **learner
         actor.setup.remote(rank, num_learners, init_method, **learner_kwargs)
         for rank, actor in enumerate(actors)
     ])
+    ray.get(actors[0].set_peers.remote(actors[1:]))
     return actors

@@ -15,7 +15,7 @@ class TrainSample:
     completion_ids: list[int]
     advantage: float
     rollout_logprobs: list[float] | None = None
-    old_logprobs: list[float] | None = None  # filled by the learner when num_iterations > 1
+    old_logprobs: list[float] | None = None  # filled by the learner when a batch gets more than one update
     ref_logprobs: list[float] | None = None  # filled by the learner when beta > 0
     truncated: bool = False
     extras: dict = field(default_factory=dict)

@@ -4,7 +4,8 @@ It holds the transformers policy (dense or DeepSeek-V3 MoE + MLA, optionally LoR
 reference (only when beta > 0), AdamW and the LR schedule. `train` runs num_iterations x mini_batches
 optimizer steps over one batch of scored samples; micro-batches are packed by token budget and their
 gradients accumulated; with several ranks, gradients are summed over gloo/NCCL (each rank normalises its
-loss by the global counts, so the sum is the gradient of the whole batch).
+loss by the global counts, so the sum is the gradient of the whole batch). With `strategy: fsdp2` the policy
+and the reference are sharded over the ranks (grpo/learner/fsdp.py) and FSDP2 sums the gradients itself.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import torch.distributed as dist
 
 from grpo.algorithms.losses import PolicyLossConfig, policy_loss
 from grpo.config import AlgorithmConfig, LearnerConfig
+from grpo.learner import fsdp
 from grpo.learner.batching import TrainSample, collate, pack_by_token_budget
-from grpo.learner.logprobs import completion_logprobs
+from grpo.learner.logprobs import CompletionLogprobs
 from grpo.learner.moe import RouterProbe
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -65,7 +67,10 @@ class Learner:
         seed: int = 0,
         dtype: str = "float32",
         dist_info: DistInfo | None = None,
+        reference_dir: str | Path | None = None,
     ):
+        """`reference_dir`: the frozen reference policy (default `model_dir`). A resumed stage starts its policy
+        from a checkpoint but keeps the reference of the stage's start, so it passes the original model here."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.cfg = learner
@@ -83,7 +88,9 @@ class Learner:
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype)
-        self.model.to(self.device)
+        self.sharded = learner.strategy == "fsdp2"
+        if not self.sharded:  # fully_shard moves only each rank's shards to the device
+            self.model.to(self.device)
         self.needs_reference = algorithm.beta > 0
         self.reference = None
         if learner.lora is not None:
@@ -95,14 +102,24 @@ class Learner:
                 target_modules=lora.target_modules, task_type="CAUSAL_LM"))
         elif self.needs_reference:
             # With LoRA the reference is the same model with its adapters disabled: no second copy.
-            ref_device = torch.device("cpu") if learner.reference_offload else self.device
-            self.reference = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype)
-            self.reference.to(ref_device).eval().requires_grad_(False)
+            reference = AutoModelForCausalLM.from_pretrained(reference_dir or model_dir, dtype=torch_dtype)
+            reference.eval().requires_grad_(False)
+            self.reference = CompletionLogprobs(reference)
+            if learner.reference_offload:  # whole on the CPU, with either strategy
+                self.reference.to("cpu")
+            elif self.sharded:
+                fsdp.shard(self.reference, self._mesh())
+            else:
+                self.reference.to(self.device)
         if learner.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             if learner.lora is not None:
                 self.model.enable_input_require_grads()
         self.model.train()
+        # Every log-prob pass goes through this module; under fsdp2 it is the root that FSDP2 hooks.
+        self.policy = CompletionLogprobs(self.model)
+        if self.sharded:
+            fsdp.shard(self.policy, self._mesh())
         self.router = RouterProbe(self.model, with_aux_loss=learner.router == "aux_loss")
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=learner.lr, weight_decay=learner.weight_decay)
@@ -112,27 +129,43 @@ class Learner:
         self.loss_cfg = loss_config(algorithm, max_completion_length)
         self.updates = 0
 
+    def _mesh(self):
+        from torch.distributed.device_mesh import init_device_mesh
+
+        return init_device_mesh(self.device.type, (self.dist.world_size,))
+
     # ------------------------------------------------------------------------------------ log-probs
+
+    def _micro_batches(self, samples: list[TrainSample], model: torch.nn.Module) -> list[list[int]]:
+        """Sample indices packed by token budget. Through a sharded model every forward and backward is a
+        collective, so all ranks make the same number of passes: the ranks with fewer micro-batches get
+        empty ones, which run on a placeholder sample and count for nothing."""
+        plan = pack_by_token_budget(samples, self.cfg.token_budget)
+        if fsdp.is_sharded(model):
+            plan += [[]] * (fsdp.world_max(len(plan), self.device) - len(plan))
+        return plan
+
+    def _collate(self, samples: list[TrainSample]):
+        placeholder = TrainSample(prompt_ids=[self.pad_id], completion_ids=[self.pad_id], advantage=0.0)
+        return collate(samples or [placeholder], self.pad_id)
 
     @torch.no_grad()
     def _fill_logprobs(self, samples: list[TrainSample], attr: str, model: torch.nn.Module) -> None:
-        for idx in pack_by_token_budget(samples, self.cfg.token_budget):
+        for idx in self._micro_batches(samples, model):
             group = [samples[i] for i in idx]
-            mb = collate(group, self.pad_id)
-            logp, _ = self._logprobs(model, mb, with_entropy=False)
+            logp, _ = self._logprobs(model, self._collate(group), with_entropy=False)
             for row, s in enumerate(group):
                 setattr(s, attr, logp[row, : len(s.completion_ids)].tolist())
 
-    def _logprobs(self, model, mb, with_entropy: bool):
+    def _logprobs(self, model: CompletionLogprobs, mb, with_entropy: bool):
         device = next(model.parameters()).device
-        return completion_logprobs(
-            model, mb.input_ids.to(device), mb.attention_mask.to(device), mb.prompt_lengths,
-            mb.completion_mask.shape[1], chunk_size=self.cfg.logprob_chunk_size, with_entropy=with_entropy)
+        return model(mb.input_ids.to(device), mb.attention_mask.to(device), mb.prompt_lengths,
+                     mb.completion_mask.shape[1], self.cfg.logprob_chunk_size, with_entropy)
 
     def compute_logprobs(self, samples: list[TrainSample]) -> list[list[float]]:
         """Current-policy log-probs of each sample's completion (eval mode, no grad). Used by parity tests."""
         self.model.eval()
-        self._fill_logprobs(samples, "old_logprobs", self.model)
+        self._fill_logprobs(samples, "old_logprobs", self.policy)
         self.model.train()
         return [s.old_logprobs for s in samples]
 
@@ -148,9 +181,13 @@ class Learner:
                 self._fill_logprobs(samples, "ref_logprobs", self.reference)
             else:
                 with self.model.disable_adapter():
-                    self._fill_logprobs(samples, "ref_logprobs", self.model)
-        if self.num_iterations > 1:
-            self._fill_logprobs(samples, "old_logprobs", self.model)
+                    self._fill_logprobs(samples, "ref_logprobs", self.policy)
+        # pi_old is the policy before this batch's first update: the ratio's denominator and the numerator of
+        # the TIS weight min(pi_old / pi_rollout, tis_cap) (AReaL's decoupled PPO, verl's one-step-off-policy).
+        # With one update per batch it is logp.detach() (policy_loss's None); with more, every update after
+        # the first needs it stored.
+        if self.num_iterations * self.mini_batches > 1:
+            self._fill_logprobs(samples, "old_logprobs", self.policy)
         global_num_samples = global_num_samples or len(samples) * self.dist.world_size
 
         sums: dict[str, float] = {}
@@ -163,9 +200,14 @@ class Learner:
                 global_part = max(1, round(global_num_samples / self.mini_batches))
                 global_tokens = self._global_tokens(part)
                 self.optimizer.zero_grad(set_to_none=True)
-                for idx in pack_by_token_budget(part, self.cfg.token_budget):
-                    mb = collate([part[i] for i in idx], self.pad_id)
-                    logp, entropy = self._logprobs(self.model, mb, with_entropy=True)
+                for idx in self._micro_batches(part, self.policy):
+                    mb = self._collate([part[i] for i in idx])
+                    if not idx:  # keeps this rank in step with the others' collectives; zero gradient
+                        logp, _ = self._logprobs(self.policy, mb, with_entropy=False)
+                        self.router.pop_aux_loss()
+                        (logp.sum() * 0.0).backward()
+                        continue
+                    logp, entropy = self._logprobs(self.policy, mb, with_entropy=True)
                     mask = mb.completion_mask.to(logp.device)
                     loss, metrics = policy_loss(
                         logp, _to(mb.old_logprobs, logp), mb.advantages.to(logp.device), mask, self.loss_cfg,
@@ -205,13 +247,14 @@ class Learner:
         return metrics
 
     def _global_tokens(self, part: list[TrainSample]) -> int:
-        local = torch.tensor(float(sum(len(s.completion_ids) for s in part)))
+        # On the learner's device: NCCL reduces only CUDA tensors.
+        local = torch.tensor(float(sum(len(s.completion_ids) for s in part)), device=self.device)
         if self.dist.world_size > 1:
             dist.all_reduce(local)
         return max(1, int(local.item()))
 
     def _all_reduce_grads(self) -> None:
-        if self.dist.world_size == 1:
+        if self.dist.world_size == 1 or self.sharded:  # FSDP2 reduce-scatters the gradients in backward
             return
         for p in self.params:
             if p.grad is None:
@@ -222,16 +265,19 @@ class Learner:
         if self.cfg.max_grad_norm is not None:
             norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
         else:
-            norm = torch.sqrt(sum((p.grad.float() ** 2).sum() for p in self.params if p.grad is not None))
+            norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
         self.optimizer.step()
         self.scheduler.step()
         self.updates += 1
-        return float(norm)
+        return fsdp.grad_norm_value(norm)
 
     # ------------------------------------------------------------------------------------ weights
 
     def sync_state_dict(self) -> dict[str, torch.Tensor]:
-        """Full-model weights with Hugging Face names, as the rollout engine loads them (LoRA merged in)."""
+        """Full-model weights with Hugging Face names, as the rollout engine loads them (LoRA merged in).
+        Under fsdp2 every rank must call it (the weights are gathered); ranks other than 0 get {}."""
+        if self.sharded:
+            return fsdp.full_state_dict(self.model, keep=self.dist.rank == 0)
         if self.cfg.lora is None:
             return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
         self.model.merge_adapter()
@@ -251,24 +297,31 @@ class Learner:
     # ------------------------------------------------------------------------------------ checkpoints
 
     def save(self, directory: str | Path) -> None:
-        """Model (HF format, LoRA merged so any engine can serve it) + optimizer, scheduler and RNG states."""
+        """Model (HF format, LoRA merged so any engine can serve it) + optimizer, scheduler and RNG states.
+        Under fsdp2 every rank must call it (weights and optimizer state are gathered); rank 0 writes."""
         directory = Path(directory)
-        (directory / "model").mkdir(parents=True, exist_ok=True)
         self.save_model(directory / "model")
         if self.cfg.lora is not None:
             self.model.save_pretrained(directory / "adapter")
+        optimizer = fsdp.optimizer_state(self.model, self.optimizer) if self.sharded else self.optimizer.state_dict()
+        if self.sharded and self.dist.rank != 0:
+            return
         torch.save({
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": optimizer,
             "scheduler": self.scheduler.state_dict(),
             "updates": self.updates,
             "rng": rng_state(),
         }, directory / "trainer_state.pt")
 
     def save_model(self, directory: str | Path) -> None:
-        from transformers import AutoModelForCausalLM  # noqa: F401
-
+        """Hugging Face directory of the full model. Under fsdp2 every rank must call it; rank 0 writes."""
         base = self.model.get_base_model() if self.cfg.lora is not None else self.model
-        if self.cfg.lora is None:
+        if self.sharded:
+            full = self.sync_state_dict()
+            if self.dist.rank != 0:
+                return
+            base.save_pretrained(directory, state_dict=full)
+        elif self.cfg.lora is None:
             base.save_pretrained(directory)
         else:
             merged = self.sync_state_dict()
@@ -278,7 +331,10 @@ class Learner:
     def load_trainer_state(self, directory: str | Path) -> None:
         """Restore optimizer, scheduler and RNG. The weights come from directory/model at construction."""
         state = torch.load(Path(directory) / "trainer_state.pt", weights_only=False)
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.sharded:
+            fsdp.load_optimizer_state(self.model, self.optimizer, state["optimizer"])
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.updates = state["updates"]
         set_rng_state(state["rng"])

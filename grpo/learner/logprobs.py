@@ -76,3 +76,23 @@ def reference_logprobs_full(model: torch.nn.Module, input_ids: torch.Tensor) -> 
     """Plain (unchunked) next-token log-probs, for tests that check the chunked path: [B, L-1]."""
     logits = model(input_ids=input_ids).logits.float()
     return F.log_softmax(logits[:, :-1], dim=-1).gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+
+
+class CompletionLogprobs(torch.nn.Module):
+    """`completion_logprobs` of a causal LM as a module: the learner's entry point to its policy and reference.
+
+    Under FSDP2 this module is the root that owns the embeddings, the final norm and the head (sharded.py):
+    completion_logprobs calls the decoder and the head separately rather than the LM's own forward, so the
+    root's hooks, which gather those parameters, must fire on this forward.
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, prompt_lengths, completion_length, chunk_size, with_entropy):
+        logp, entropy = completion_logprobs(self.model, input_ids, attention_mask, prompt_lengths,
+                                            completion_length, chunk_size=chunk_size, with_entropy=with_entropy)
+        # Owned tensors, not reshaped views: FSDP2 hooks the root's outputs and warns about views (an in-place
+        # op on one would bypass its hook). [batch, completion] floats: the copy costs nothing.
+        return logp.clone(), entropy.clone()

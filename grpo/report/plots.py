@@ -32,7 +32,8 @@ PANELS = (
     Panel("entropy", "Entropy", ("entropy",)),
     Panel("clip", "Clip fractions", ("clip_frac/", "tis/clipped_frac")),
     Panel("mismatch", "Rollout / learner log-prob mismatch", ("rollout/logprob_mismatch",)),
-    Panel("timing", "Time per step by phase (s)", ("timing/",), stacked=True),
+    # reward_overlapped ran inside the generate phase (grpo/metrics.py): stacking it would count it twice.
+    Panel("timing", "Time per step by phase (s)", ("timing/",), exclude=("timing/reward_overlapped",), stacked=True),
     Panel("throughput", "Throughput (tokens/s)", ("throughput/",)),
     Panel("loss", "Loss terms", ("loss/",)),
     Panel("moe", "MoE expert load", ("moe/",)),

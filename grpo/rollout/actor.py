@@ -7,7 +7,7 @@ machine, and a 4.5 s engine start instead of 15 s; Ray sets the OMP_NUM_THREADS 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,11 @@ class RolloutWorker:
                  prompt_offset: int = 0) -> list[list[Sample]]:
         """See RolloutEngine.generate; `prompt_offset` is this shard's offset from split_prompts."""
         return self.engine.generate(prompts, num_generations, sampling, prompt_offset)
+
+    def generate_stream(self, prompts: list[str] | list[list[int]], num_generations: int, sampling: SamplingConfig,
+                        prompt_offset: int = 0) -> Iterator[tuple[int, list[Sample]]]:
+        """See RolloutEngine.generate_stream; called as a Ray streaming generator (start_streams)."""
+        yield from self.engine.generate_stream(prompts, num_generations, sampling, prompt_offset)
 
     def update_weights(self, source: Mapping[str, torch.Tensor] | str | Path, version: int) -> dict[str, float]:
         return self.engine.update_weights(source, version)
@@ -80,3 +85,27 @@ def gather(futures: list) -> list[list[Sample]]:
     import ray
 
     return [group for shard in ray.get(list(futures)) for group in shard]
+
+
+def start_streams(workers: list, prompts: list, num_generations: int, sampling: SamplingConfig) -> list:
+    """Start generating `prompts` now, split over `workers` as split_prompts does, each worker's share as a
+    Ray streaming generator (one object per finished group); read them with finished_groups."""
+    return [w.generate_stream.options(num_returns="streaming").remote(shard, num_generations, sampling, offset)
+            for w, (offset, shard) in zip(workers, split_prompts(prompts, len(workers))) if shard]
+
+
+def finished_groups(streams: list) -> Iterator[tuple[int, list[Sample]]]:
+    """(prompt index, its G samples) from all `streams`, as each group reaches this process, whichever
+    worker it comes from; the same groups `gather` returns, in finishing order."""
+    import ray
+
+    streams = list(streams)
+    while streams:
+        ready, _ = ray.wait(streams, num_returns=1)
+        for stream in ready:
+            try:
+                ref = next(stream)
+            except StopIteration:  # that worker's share is done
+                streams.remove(stream)
+                continue
+            yield ray.get(ref)

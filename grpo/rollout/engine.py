@@ -21,9 +21,10 @@ not wired in.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ class SamplingConfig:
         """vLLM SamplingParams for `n` samples of the prompt at `prompt_index` (its seed, see above)."""
         from vllm import SamplingParams
         from vllm.exceptions import VLLMValidationError
+        from vllm.sampling_params import RequestOutputKind
 
         seed = None if self.seed is None else self.seed + prompt_index * n
         try:
@@ -68,6 +70,8 @@ class SamplingConfig:
                 logprobs=0,
                 # The text a reward sees is then the decoding of the token ids the learner trains on.
                 include_stop_str_in_output=True,
+                # One output per prompt, once all n samples are done (what LLM.generate sets too).
+                output_kind=RequestOutputKind.FINAL_ONLY,
             )
         except (VLLMValidationError, ValueError) as exc:
             raise UserError(f"invalid sampling config: {exc}") from exc
@@ -78,13 +82,15 @@ class Sample:
     """One response. `logprobs[t]` is the log-prob of `token_ids[t]` under the engine's weights, from the
     raw logits (vLLM logprobs_mode "raw_logprobs": before temperature, top-k/top-p and penalties), i.e.
     what the learner recomputes with log_softmax(logits). finish_reason: "stop" (EOS or a stop string) or
-    "length" (max_tokens or the model's length reached)."""
+    "length" (max_tokens or the model's length reached). weights_version: the engine's `weights_version`
+    when it sampled this response (how stale it is, for off-policy training)."""
 
     prompt_token_ids: list[int]
     token_ids: list[int]
     logprobs: list[float]
     text: str
     finish_reason: str
+    weights_version: int = 0
 
 
 class RolloutEngine:
@@ -92,9 +98,10 @@ class RolloutEngine:
 
     def __init__(self, model_dir: str | Path, *, dtype: str = "float32", seed: int = 0, max_model_len: int = 1024,
                  kv_cache_gib: float = 1, enforce_eager: bool = True, in_process: bool = False,
-                 extra_engine_args: dict[str, Any] | None = None):
+                 weights_version: int = 0, extra_engine_args: dict[str, Any] | None = None):
         """Start the engine. `kv_cache_gib` sizes the KV cache (vLLM's VLLM_CPU_KVCACHE_SPACE, which wins if set
-        in the environment); `extra_engine_args` go to `vllm.LLM` last, over this class's choices."""
+        in the environment); `weights_version` numbers the weights of `model_dir` (a resumed run's step);
+        `extra_engine_args` go to `vllm.LLM` last, over this class's choices."""
         from transformers import AutoConfig
 
         from grpo.models.vllm_args import vllm_engine_kwargs
@@ -125,8 +132,9 @@ class RolloutEngine:
         self._dtype = getattr(torch, dtype, None) if dtype in ("float32", "bfloat16", "float16") else None
         self.max_model_len = max_model_len
         self.enforce_eager = enforce_eager
-        self.weights_version = 0
+        self.weights_version = weights_version
         self._broken = False
+        self._stream_calls = itertools.count()  # request ids of generate_stream, unique per engine
 
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if in_process else "1"  # vLLM's only switch for it
         from vllm import LLM
@@ -142,17 +150,52 @@ class RolloutEngine:
 
         `prompt_offset` is the index of prompts[0] in the caller's whole batch (it only moves the seeds).
         """
+        token_prompts, params = self._requests(prompts, num_generations, sampling, prompt_offset)
+        if not token_prompts:
+            return []
+        outputs = self._require_open().generate([{"prompt_token_ids": ids} for ids in token_prompts], params,
+                                                use_tqdm=False)
+        return [[_sample(ids, c, self.weights_version) for c in out.outputs]
+                for ids, out in zip(token_prompts, outputs)]
+
+    def generate_stream(self, prompts: list[str] | list[list[int]], num_generations: int, sampling: SamplingConfig,
+                        prompt_offset: int = 0) -> Iterator[tuple[int, list[Sample]]]:
+        """`generate`, one prompt at a time as its group finishes: yields (prompt_offset + i, the G samples of
+        prompts[i]) in the order the groups finish, so a caller can score a group while the rest generate.
+
+        The same requests with the same seeds as `generate` (which is vLLM's add-requests-then-step loop
+        too), so the samples are the same. Closing the iterator early aborts the unfinished requests.
+        """
+        token_prompts, params = self._requests(prompts, num_generations, sampling, prompt_offset)
+        engine = self._require_open().llm_engine
+        call = next(self._stream_calls)
+        pending = {}  # request id -> index in `prompts`
+        try:
+            # Our own request ids, which the outputs carry back. (LLM.enqueue would render the prompts without
+            # vLLM's one-time "raw prompts are deprecated" warning, but returns ids its outputs do not carry.)
+            for i, (ids, param) in enumerate(zip(token_prompts, params)):
+                request_id = f"grpo-stream-{call}-{i}"
+                engine.add_request(request_id, {"prompt_token_ids": ids}, param)
+                pending[request_id] = i
+            while pending:
+                for out in engine.step():
+                    if out.finished:
+                        i = pending.pop(out.request_id)
+                        yield prompt_offset + i, [_sample(token_prompts[i], c, self.weights_version)
+                                                  for c in out.outputs]
+        finally:
+            if pending:
+                engine.abort_request(list(pending))
+
+    def _requests(self, prompts, num_generations: int, sampling: SamplingConfig, prompt_offset: int):
+        """Checked prompt token ids and their vLLM SamplingParams (seeded by index, see SamplingConfig)."""
         if isinstance(prompts, (str, bytes)) or not isinstance(prompts, (list, tuple)):
             raise UserError(f"prompts must be a list of strings or of token-id lists, got {type(prompts).__name__}")
         if num_generations < 1:
             raise UserError(f"num_generations must be at least 1, got {num_generations}")
         token_prompts = [self._prompt_ids(p, i) for i, p in enumerate(prompts)]
-        if not token_prompts:
-            return []
         params = [sampling.to_vllm(num_generations, prompt_offset + i) for i in range(len(token_prompts))]
-        outputs = self._require_open().generate([{"prompt_token_ids": ids} for ids in token_prompts], params,
-                                                use_tqdm=False)
-        return [[_sample(ids, c) for c in out.outputs] for ids, out in zip(token_prompts, outputs)]
+        return token_prompts, params
 
     def prompt_logprobs(self, prompt_ids: list[int], completion_ids: list[int]) -> list[float]:
         """The engine's log-probs of `completion_ids` following `prompt_ids` (teacher-forced, one forward)."""
@@ -258,11 +301,11 @@ class RolloutEngine:
         return self.llm
 
 
-def _sample(prompt_ids: list[int], completion) -> Sample:
+def _sample(prompt_ids: list[int], completion, weights_version: int) -> Sample:
     token_ids = list(completion.token_ids)
     return Sample(prompt_token_ids=prompt_ids, token_ids=token_ids,
                   logprobs=[step[t].logprob for step, t in zip(completion.logprobs, token_ids)],
-                  text=completion.text, finish_reason=completion.finish_reason)
+                  text=completion.text, finish_reason=completion.finish_reason, weights_version=weights_version)
 
 
 def _merge_engine_args(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

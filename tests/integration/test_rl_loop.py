@@ -78,15 +78,18 @@ def test_qwen2_parity_after_every_sync(ray_cluster, tiny_qwen2_dir, tmp_path):
     assert weights_moved(tiny_qwen2_dir, final) > 1e-2  # the policy changed a lot between syncs
 
 
-def test_two_rollout_workers_and_two_learner_ranks(ray_cluster, tiny_qwen2_dir, tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
+def test_two_rollout_workers_and_two_learner_ranks(ray_cluster, tiny_qwen2_dir, tmp_path, strategy):
+    """fsdp2: the driver's sync and saves on rank 0 gather the sharded weights (rank 0's peers join)."""
     stage = rl_stage(steps=2, rollout={"num_workers": 2, "num_cpus_per_worker": 0.5},
-                     learner={"num_learners": 2, "num_cpus_per_learner": 0.5})
-    run_loop(stage, tiny_qwen2_dir, tmp_path / "rl2")
+                     learner={"num_learners": 2, "num_cpus_per_learner": 0.5, "strategy": strategy})
+    final = run_loop(stage, tiny_qwen2_dir, tmp_path / "rl2")
     history = read_metrics(tmp_path / "rl2" / "metrics.jsonl")
     assert len(history) == 2
     for h in history:
         assert h["batch/samples"] == 16
         assert h["rollout/logprob_mismatch"] <= QWEN2_TOLERANCE, h
+    assert weights_moved(tiny_qwen2_dir, final) > 0  # the final save holds the trained weights
 
 
 def test_lora_parity_and_only_adapters_train(ray_cluster, tiny_qwen2_dir, tmp_path):

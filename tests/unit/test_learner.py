@@ -124,3 +124,18 @@ def test_gradient_checkpointing_gives_the_same_gradient(tiny_qwen2_dir):
     checkpointed = _grads(ckpt_learner, _samples(4))
     for name in plain:
         torch.testing.assert_close(checkpointed[name], plain[name], atol=1e-6, rtol=1e-4)
+
+
+def test_the_reference_comes_from_reference_dir_not_the_resumed_policy(tiny_qwen2_dir, tmp_path):
+    """A resumed stage loads its policy from a checkpoint; its KL reference must stay the stage's start model."""
+    trained = _learner(tiny_qwen2_dir, token_budget=64, beta=0.1)
+    trained.train(_samples(4))
+    trained.save_model(str(tmp_path / "checkpoint"))
+    resumed = Learner(tmp_path / "checkpoint", LearnerConfig(lr=1e-2, token_budget=64), AlgorithmConfig(beta=0.1),
+                      total_steps=1, seed=0, reference_dir=tiny_qwen2_dir)
+    start = _learner(tiny_qwen2_dir, token_budget=64, beta=0.1)
+    for (name, ref), (_, original) in zip(resumed.reference.named_parameters(), start.model.named_parameters()):
+        torch.testing.assert_close(ref, original, rtol=0, atol=0, msg=name)
+    policy = dict(resumed.model.named_parameters())
+    assert any(not torch.equal(policy[name], ref) for name, ref in
+               zip(policy, (p for _, p in resumed.reference.named_parameters())))

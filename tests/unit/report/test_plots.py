@@ -47,3 +47,10 @@ def test_failure_location_is_the_innermost_frame():
     assert failure_location("KeyError: 'x'") is None
     assert traceback_tail(TRACEBACK, 2).splitlines() == ['    raise RuntimeError("loss is NaN at micro-batch 3")',
                                                          "RuntimeError: loss is NaN at micro-batch 3"]
+
+
+def test_overlapped_reward_time_is_not_stacked_as_a_phase():
+    """It ran inside the generate phase; stacked beside it, the step would look that much longer."""
+    panels = {p.slug: names for p, names in assign_panels(["timing/generate", "timing/reward",
+                                                           "timing/reward_overlapped"]).items()}
+    assert panels == {"timing": ["timing/generate", "timing/reward"], OTHER.slug: ["timing/reward_overlapped"]}
