@@ -81,7 +81,7 @@ def warm_model(warmup: Warmup = Warmup(), cache_dir: Path = CACHE_DIR, log=print
         completions = [format_r1_completion(solution_trace(r), r["answer"]) for r in rows]
         summary = train_sft(base, prompts, completions, Path(tmp) / "model",
                             epochs=warmup.steps * warmup.batch_size / len(rows), batch_size=warmup.batch_size,
-                            max_length=warmup.max_length, seed=warmup.model_seed, log=log,
+                            max_length=warmup.max_length, seed=warmup.model_seed, label="warm-up sft",
                             optim=OptimConfig(lr=warmup.lr, lr_schedule="cosine", warmup_steps=warmup.warmup_steps))
         (Path(tmp) / "model" / "bench_warmup.json").write_text(json.dumps(
             {"warmup": asdict(warmup), "summary": summary, "seconds": time.perf_counter() - start}, indent=2) + "\n")

@@ -46,6 +46,12 @@ def latest_checkpoint(root: Path) -> Path | None:
     return done[-1] if done else None
 
 
+def resume_step(root: Path) -> int:
+    """The step of the latest complete checkpoint under `root`, where a rerun resumes (0: none)."""
+    latest = latest_checkpoint(root)
+    return json.loads((latest / "state.json").read_text())["step"] if latest else 0
+
+
 def write_json(path: Path, data: dict) -> None:
     """Small JSON state files (run state, stage state) also go through a rename, never half-written."""
     tmp = path.with_name(f".{path.name}.tmp")

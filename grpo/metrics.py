@@ -3,6 +3,18 @@
 Naming scheme (one scheme across stages): reward/mean and reward/<component>, accuracy, length/mean,
 length/max, length/clipped_frac, clip_frac/low|high, kl/ref, entropy, rollout/logprob_mismatch,
 moe/max_load/layer<i>, timing/<phase>, throughput/<what>.
+
+RL rollout: timing/generate is the batch's wall time until its last group arrived. Groups are scored as they
+arrive: timing/reward is the scoring time after that (the part the step waits for), timing/reward_overlapped
+the scoring time hidden behind the generation of other groups (not a phase of its own: the report's stacked
+timing panel leaves it out). rollout/weights_version is the weights version (learner steps) that sampled
+the step's batch, rollout/staleness how many learner steps behind the learner it was (1 off-policy). Off-policy,
+a batch's rollout timings are logged with the step that trains on it, though it was sampled during the step
+before.
+
+Weights & Biases (when the recipe sets `logging.wandb`, see grpo/wandb_run.py) gets the same names under the
+stage's name, with the stage's own step as x-axis: `grpo/reward/mean` against `grpo/step` for a stage named
+`grpo`, as TRL's `train/` prefix, one W&B run per recipe run.
 """
 
 from __future__ import annotations
@@ -10,7 +22,13 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
+
+# Where else every logged step goes in this process: the recipe's W&B run, set by the runner around each
+# stage (forwarding_to), so the RL driver and SFT need not thread it through.
+_forward: Callable[[int, dict[str, float]], None] | None = None
 
 
 class MetricsLogger:
@@ -33,11 +51,24 @@ class MetricsLogger:
             for key, value in clean.items():
                 self._tb.add_scalar(key, value, step)
             self._tb.flush()
+        if _forward is not None:
+            _forward(step, clean)
 
     def close(self) -> None:
         self._file.close()
         if self._tb is not None:
             self._tb.close()
+
+
+@contextmanager
+def forwarding_to(sink: Callable[[int, dict[str, float]], None] | None) -> Iterator[None]:
+    """Send every step any MetricsLogger logs inside the block to `sink(step, metrics)` too (None: nowhere)."""
+    global _forward
+    previous, _forward = _forward, sink
+    try:
+        yield
+    finally:
+        _forward = previous
 
 
 def read_metrics(path: str | Path) -> list[dict]:

@@ -14,6 +14,7 @@ of a long run stays short and greppable.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from contextlib import contextmanager
 from typing import IO, Iterator
@@ -52,13 +53,18 @@ class Console:
         self.rich.print(Text(time.strftime("%H:%M:%S "), style="dim") + Text(message, style=style or ""))
 
     @contextmanager
-    def progress(self, total: int, description: str) -> Iterator["ProgressBar"]:
-        """A bar for `total` units of work; nested bars (stage > steps > generation) share one display."""
-        if self.level < NORMAL:
-            yield ProgressBar(self, total, description, mode="silent")
+    def progress(self, total: int, description: str, *, done: int = 0,
+                 lines: bool = True) -> Iterator["ProgressBar"]:
+        """A bar for `total` units of work; nested bars (stage > steps > generation) share one display.
+
+        `done`: units finished before (a resumed stage); they fill the bar but do not count toward its rate.
+        `lines=False`: no plain lines when not on a terminal, for a caller that logs each unit itself.
+        """
+        if self.level < NORMAL or (not lines and not self.rich.is_terminal):
+            yield ProgressBar(self, total, description, mode="silent", done=done)
             return
         if not self.rich.is_terminal:
-            yield ProgressBar(self, total, description, mode="lines")
+            yield ProgressBar(self, total, description, mode="lines", done=done)
             return
         if self._live is None:
             self._live = Progress(
@@ -67,7 +73,7 @@ class Console:
                 TextColumn("{task.fields[info]}", markup=False), console=self.rich)
             self._live.start()
         self._depth += 1
-        bar = ProgressBar(self, total, description, mode="live")
+        bar = ProgressBar(self, total, description, mode="live", done=done)
         try:
             yield bar
         finally:
@@ -82,10 +88,12 @@ class Console:
 class ProgressBar:
     """One bar; `advance(n, **fields)` moves it and shows the latest fields (reward=0.41) beside it."""
 
-    def __init__(self, console: Console, total: int, description: str, mode: str):
-        self.total, self.description, self.done, self.fields = total, description, 0, {}
-        self._console, self._mode, self._started, self._tenths = console, mode, time.monotonic(), 0
-        self.task = console._live.add_task(description, total=total, info="") if mode == "live" else None
+    def __init__(self, console: Console, total: int, description: str, mode: str, done: int = 0):
+        self.total, self.description, self.done, self.fields = total, description, done, {}
+        self._console, self._mode, self._started, self._initial = console, mode, time.monotonic(), done
+        self._tenths = done * 10 // max(1, total)
+        self.task = (console._live.add_task(description, total=total, completed=done, info="")
+                     if mode == "live" else None)
 
     def advance(self, n: int = 1, **fields: object) -> None:
         self.done += n
@@ -100,10 +108,16 @@ class ProgressBar:
 
     def describe(self, elapsed: float) -> str:
         """The plain line: "grpo steps 30/100 (30%) 0:12 elapsed, ETA 0:28 reward=0.41"."""
-        eta = eta_seconds(self.done, self.total, elapsed)
         line = (f"{self.description} {self.done}/{self.total} ({100 * self.done // max(1, self.total)}%) "
-                f"{format_duration(elapsed)} elapsed, ETA {format_duration(eta) if eta is not None else '?'}")
+                f"{format_duration(elapsed)} elapsed, ETA {self.eta(elapsed)}")
         return f"{line} {format_fields(self.fields)}".rstrip()
+
+    def eta(self, elapsed: float | None = None) -> str:
+        """Time left as "1:05" ("?" before the first unit), at this bar's rate so far."""
+        if elapsed is None:
+            elapsed = time.monotonic() - self._started
+        eta = eta_seconds(self.done - self._initial, self.total - self._initial, elapsed)
+        return format_duration(eta) if eta is not None else "?"
 
 
 def eta_seconds(done: int, total: int, elapsed: float) -> float | None:
@@ -132,6 +146,18 @@ def add_verbosity_flags(parser: argparse.ArgumentParser) -> None:
 def configure(args: argparse.Namespace) -> None:
     """Set the shared console's level from --quiet / --verbose (see add_verbosity_flags)."""
     console.level = QUIET if getattr(args, "quiet", False) else VERBOSE if getattr(args, "verbose", False) else NORMAL
+    if (console.level < NORMAL or not console.rich.is_terminal) and "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ:
+        silence_library_bars()
+
+
+def silence_library_bars() -> None:
+    """No tqdm bars from transformers, huggingface_hub and datasets (loading and writing weights): in a piped
+    log they are \r-joined lines, and --quiet means quiet. The environment reaches Ray workers started later."""
+    from transformers.utils import logging as transformers_logging
+
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    transformers_logging.disable_progress_bar()  # already imported with its switch read: turn it off here too
 
 
 console = Console()  # the process's console: the runner, the stages and the CLI all print through it

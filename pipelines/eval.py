@@ -28,7 +28,7 @@ def evaluate_model(model_dir, stage: EvalStage, rows: list[dict], ctx: StageCont
     prompts = [template(r["question"], tokenizer) for r in rows]
     k = stage.num_samples
     groups = sample_completions(model_dir, prompts, k, stage.sampling, seed=ctx.recipe.seed,
-                                cluster=ctx.recipe.cluster)
+                                cluster=ctx.recipe.cluster, label=f"[{stage.name}] generate")
     completions = [s.text for group in groups for s in group]
     columns = repeat_columns(rows, k)
     composer = RewardComposer(stage.rewards)

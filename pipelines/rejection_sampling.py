@@ -64,7 +64,7 @@ def run_rejection_sampling(stage: RejectionSamplingStage, ctx: StageContext) -> 
     prompts = [template(r["question"], tokenizer) for r in rows]
     k = stage.num_samples
     groups = sample_completions(ctx.model_dir, prompts, k, stage.sampling, seed=ctx.recipe.seed,
-                                cluster=ctx.recipe.cluster)
+                                cluster=ctx.recipe.cluster, label=f"[{stage.name}] generate")
     flat = [s for g in groups for s in g]
     texts = [s.text for s in flat]
     columns = repeat_columns(rows, k)

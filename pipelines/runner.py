@@ -17,16 +17,20 @@ import os
 import socket
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import yaml
 
+from grpo import progress
 from grpo.checkpoint import atomic_directory, write_json
 from grpo.config import Recipe
 from grpo.errors import UserError
+from grpo.metrics import forwarding_to
 from grpo.recipe import looks_like_hub_id
 from grpo.report import write_report
+from grpo.wandb_run import WandbRun, start_wandb
 from pipelines.context import StageContext, StageResult
 
 
@@ -53,9 +57,17 @@ def run_recipe(recipe: Recipe, recipe_path: Path, *, force: list[str] | None = N
     state = _read_state(state_path)
     state.update({"recipe": recipe.name, "pid": os.getpid(), "host": socket.gethostname()})
     state.pop("finished", None)
+    wandb_run = start_wandb(recipe, run_dir, state.get("wandb_id"), quiet=progress.console.level < progress.NORMAL)
+    if wandb_run:
+        state["wandb_id"] = wandb_run.id  # a rerun of this run directory logs into the same W&B run
+    failed = True
     try:
-        return _run_stages(recipe, run_dir, base_dir, state, state_path, force, echo)
+        state = _run_stages(recipe, run_dir, base_dir, state, state_path, force, echo, wandb_run)
+        failed = False
+        return state
     finally:
+        if wandb_run:
+            wandb_run.finish(failed)
         try:
             report = write_report(run_dir)
             echo(f"report: {report}")
@@ -64,50 +76,56 @@ def run_recipe(recipe: Recipe, recipe_path: Path, *, force: list[str] | None = N
 
 
 def _run_stages(recipe: Recipe, run_dir: Path, base_dir: Path, state: dict, state_path: Path,
-                force: list[str] | None, echo) -> dict:
+                force: list[str] | None, echo, wandb_run: WandbRun | None) -> dict:
     force_all = force == ["all"]
     runners = stage_runners()
 
     current = _initial_model(recipe, run_dir, base_dir, echo)
     outputs: dict[str, Path] = {"base": current}
     datasets: dict[str, Path] = {}
-    for stage in recipe.stages:
-        record = state["stages"].get(stage.name, {})
-        if record.get("status") == "finished" and not (force_all or stage.name in (force or [])):
-            echo(f"[{stage.name}] finished earlier, skipped (use --force {stage.name} to rerun)")
-            if record.get("model"):
-                outputs[stage.name] = Path(record["model"])
-                current = outputs[stage.name]
-            if record.get("dataset"):
-                datasets[stage.name] = Path(record["dataset"])
-            continue
-        model_dir = _resolve_model(stage.model, outputs, current, base_dir)
-        stage = _resolve_data(stage, datasets)
-        ctx = StageContext(recipe=recipe, run_dir=run_dir, stage_dir=run_dir / "stages" / stage.name,
-                           base_dir=base_dir, model_dir=model_dir, outputs=dict(outputs), echo=echo)
-        ctx.stage_dir.mkdir(parents=True, exist_ok=True)
-        state["stages"][stage.name] = {"status": "running", "type": stage.type, "started": time.time()}
-        write_json(state_path, state)
-        echo(f"[{stage.name}] {stage.type} stage on {model_dir}")
-        t0 = time.time()
-        try:
-            result = runners[stage.type](stage, ctx)
-        except BaseException as exc:
-            state["stages"][stage.name].update({
-                "status": "failed", "error": f"{type(exc).__name__}: {exc}", "seconds": round(time.time() - t0, 1),
-                "traceback": traceback.format_exc(limit=20)})
+    with progress.progress(len(recipe.stages), f"{recipe.name} stages") as bar:
+        for stage in recipe.stages:
+            record = state["stages"].get(stage.name, {})
+            if record.get("status") == "finished" and not (force_all or stage.name in (force or [])):
+                echo(f"[{stage.name}] finished earlier, skipped (use --force {stage.name} to rerun)")
+                if record.get("model"):
+                    outputs[stage.name] = Path(record["model"])
+                    current = outputs[stage.name]
+                if record.get("dataset"):
+                    datasets[stage.name] = Path(record["dataset"])
+                bar.advance(1, stage=stage.name)
+                continue
+            model_dir = _resolve_model(stage.model, outputs, current, base_dir)
+            stage = _resolve_data(stage, datasets)
+            ctx = StageContext(recipe=recipe, run_dir=run_dir, stage_dir=run_dir / "stages" / stage.name,
+                               base_dir=base_dir, model_dir=model_dir, outputs=dict(outputs), echo=echo)
+            ctx.stage_dir.mkdir(parents=True, exist_ok=True)
+            state["stages"][stage.name] = {"status": "running", "type": stage.type, "started": time.time()}
             write_json(state_path, state)
-            raise
-        state["stages"][stage.name].update({
-            "status": "finished", "seconds": round(time.time() - t0, 1),
-            "model": str(result.model) if result.model else None, "summary": result.summary,
-            "dataset": str(result.dataset) if result.dataset else None})
-        write_json(state_path, state)
-        if result.dataset:
-            datasets[stage.name] = result.dataset
-        if result.model:
-            outputs[stage.name] = result.model
-            current = result.model
+            echo(f"[{stage.name}] {stage.type} stage on {model_dir}")
+            t0 = time.time()
+            try:
+                with forwarding_to(partial(wandb_run.log, stage.name) if wandb_run else None):
+                    result = runners[stage.type](stage, ctx)
+            except BaseException as exc:
+                state["stages"][stage.name].update({
+                    "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                    "seconds": round(time.time() - t0, 1), "traceback": traceback.format_exc(limit=20)})
+                write_json(state_path, state)
+                raise
+            state["stages"][stage.name].update({
+                "status": "finished", "seconds": round(time.time() - t0, 1),
+                "model": str(result.model) if result.model else None, "summary": result.summary,
+                "dataset": str(result.dataset) if result.dataset else None})
+            write_json(state_path, state)
+            if wandb_run:
+                wandb_run.summarize(stage.name, result.summary)
+            if result.dataset:
+                datasets[stage.name] = result.dataset
+            if result.model:
+                outputs[stage.name] = result.model
+                current = result.model
+            bar.advance(1, stage=stage.name)
     state["finished"] = time.time()
     write_json(state_path, state)
     return state

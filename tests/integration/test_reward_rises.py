@@ -26,8 +26,7 @@ def test_grpo_raises_mean_reward_after_warmup(ray_session, tiny_qwen2_dir, tmp_p
     prompt = TEMPLATES["plain"]
     warm = train_sft(tiny_qwen2_dir, [prompt(r["question"], None) for r in rows],
                      [format_r1_completion(solution_trace(r), r["answer"]) for r in rows], tmp_path / "warm",
-                     epochs=12, batch_size=16, max_length=128, optim=OptimConfig(lr=3e-3), seed=0,
-                     log=lambda _: None)
+                     epochs=12, batch_size=16, max_length=128, optim=OptimConfig(lr=3e-3), seed=0)
     assert warm["loss last"] < warm["loss first"]
     stage = RLStage.model_validate({
         "name": "rl", "type": "rl", "template": "plain",

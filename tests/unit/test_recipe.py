@@ -72,7 +72,8 @@ def test_base_recipe_is_valid(tmp_path):
 CASES = {
     "unknown top-level key": (
         lambda r: r.update(nmae="x"),
-        "nmae: unknown key (did you mean 'name'?); valid keys here: name, seed, output_dir, model, cluster, stages",
+        "nmae: unknown key (did you mean 'name'?); valid keys here: name, seed, output_dir, model, cluster, logging, "
+        "stages",
     ),
     "typo in a nested key": (
         lambda r: r["stages"][1].update(rollout={"temprature": 0.7}),
@@ -115,6 +116,10 @@ CASES = {
         "unknown reward 'vibes'; registered rewards:",
     ),
     "no stages": (lambda r: r.update(stages=[]), "stages: List should have at least 1 item"),
+    "off-policy without its correction": (
+        lambda r: r["stages"][1].update(rollout={"off_policy_steps": 1}, algorithm={"tis_cap": None}),
+        "needs the truncated importance sampling correction: set algorithm.tis_cap",
+    ),
 }
 
 

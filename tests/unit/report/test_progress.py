@@ -44,6 +44,24 @@ def test_a_bar_in_a_log_file_prints_a_line_per_tenth_with_eta_and_fields():
     assert "grpo steps 20/20 (100%)" in lines[-1] and "ETA 0:00 reward=1.9" in lines[-1]
 
 
+def test_a_resumed_bar_starts_at_its_done_units_and_its_rate_counts_only_new_ones():
+    out = io.StringIO()
+    with Console(NORMAL, file=out).progress(10, "rl steps", done=6) as bar:
+        assert bar.eta() == "?"  # nothing done in this process yet
+        bar.advance(1, reward=0.5)
+        # 1 new step in 8 s: 3 left take 24 s (the 6 earlier steps say nothing about this process's rate)
+        assert bar.describe(8.0) == "rl steps 7/10 (70%) 0:08 elapsed, ETA 0:24 reward=0.5"
+        assert bar.eta(8.0) == "0:24"
+    assert re.sub(r"^\d\d:\d\d:\d\d ", "", out.getvalue()).startswith("rl steps 7/10 (70%)")
+
+
+def test_a_bar_whose_caller_logs_each_unit_prints_no_plain_lines():
+    out = io.StringIO()
+    with Console(NORMAL, file=out).progress(4, "rl steps", lines=False) as bar:
+        bar.advance(4)
+    assert bar.done == 4 and out.getvalue() == ""
+
+
 def test_quiet_hides_bars():
     out = io.StringIO()
     with Console(QUIET, file=out).progress(3, "generate") as bar:
@@ -99,3 +117,18 @@ def test_quiet_and_verbose_flags_set_the_shared_console(monkeypatch):
     assert progress_module.console.level == VERBOSE
     with pytest.raises(SystemExit):
         parser.parse_args(["-q", "-v"])
+
+
+def test_quiet_or_piped_output_turns_off_the_libraries_own_bars(monkeypatch):
+    from transformers.utils import logging as transformers_logging
+
+    for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+        monkeypatch.delenv(name, raising=False)  # restored (unset) after the test
+    monkeypatch.setattr(progress_module.console, "level", NORMAL)
+    transformers_logging.enable_progress_bar()
+    try:
+        progress_module.configure(argparse.Namespace(quiet=True, verbose=False))
+        assert not transformers_logging.is_progress_bar_enabled()
+        assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] == "1"
+    finally:
+        transformers_logging.enable_progress_bar()
