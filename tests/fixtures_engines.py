@@ -7,9 +7,13 @@ it ends, so every test sees the fixture model's weights.
 """
 
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,17 +50,47 @@ def ray_cluster() -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     address = f"{ray.util.get_node_ip_address()}:{port}"
+    # A temp dir of its own (short: Ray's socket paths must fit 107 bytes) marks this cluster's processes, so
+    # teardown stops them alone: `ray stop` would also stop every other Ray cluster of the machine, such as a
+    # `grpo run` the user has going while the tests run.
+    temp_dir = tempfile.mkdtemp(prefix="rt-", dir="/tmp")
     # Token authentication off explicitly: `ray start` turns it on when a token file (~/.ray/auth_token) exists,
     # and drivers started with the default mode could then not join.
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--num-cpus=4", "--include-dashboard=false",
-                    "--disable-usage-stats"], check=True, capture_output=True, env=env)
+                    "--disable-usage-stats", f"--temp-dir={temp_dir}"], check=True, capture_output=True, env=env)
     try:
         ray.init(address=address)
         yield address
     finally:
         ray.shutdown()
-        subprocess.run([ray_cli, "stop", "--force"], capture_output=True)
+        _stop_processes_mentioning(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _stop_processes_mentioning(marker: str, grace_s: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after `grace_s`, every process whose command line contains `marker` (Ray's GCS,
+    raylet and helpers carry their session directory; workers exit when their raylet does)."""
+    def matching() -> list[int]:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != os.getpid():
+                try:
+                    if marker.encode() in (entry / "cmdline").read_bytes():
+                        pids.append(int(entry.name))
+                except OSError:
+                    pass  # gone meanwhile
+        return pids
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in matching():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace_s
+        while matching() and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")
