@@ -66,6 +66,9 @@ class RolloutConfig(SamplingOptions):
     num_gpus_per_worker: float = Field(0.0, ge=0)
     kv_cache_gib: float = Field(1.0, gt=0, description="KV cache per engine on the CPU (VLLM_CPU_KVCACHE_SPACE).")
     max_model_len: int = Field(1024, ge=16)
+    off_policy_steps: int = Field(0, ge=0, le=1, description=(
+        "0: on-policy. 1: the workers sample step t+1's batch with step t's weights while the learner trains on "
+        "batch t (one-step-off-policy: staleness 1, corrected by algorithm.tis_cap)."))
 
 
 class AlgorithmConfig(Strict):
@@ -106,6 +109,9 @@ class LearnerConfig(OptimConfig):
     """The policy learner (Ray actors; data parallel over `num_learners` ranks)."""
 
     num_learners: int = Field(1, ge=1)
+    strategy: Literal["ddp", "fsdp2"] = Field(
+        "ddp", description="ddp: every rank holds the whole model; fsdp2: parameters, gradients and optimizer "
+        "state sharded over the ranks (torch FSDP2), for models that do not fit one device.")
     num_cpus_per_learner: float = Field(1.0, gt=0)
     num_gpus_per_learner: float = Field(0.0, ge=0)
     token_budget: int = Field(8192, ge=16, description="Tokens per micro-batch (gradient accumulation above).")
@@ -117,6 +123,15 @@ class LearnerConfig(OptimConfig):
         "frozen_bias", description="MoE: keep the aux-loss-free expert bias fixed during RL, or add a balance loss."
     )
     router_aux_loss_coef: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _fsdp2_options(self) -> "LearnerConfig":
+        if self.strategy == "fsdp2":
+            if self.num_learners < 2:
+                raise ValueError("learner.strategy fsdp2 shards the model over ranks: set num_learners >= 2")
+            if self.lora is not None:
+                raise ValueError("learner.lora is not supported with learner.strategy fsdp2: use ddp for LoRA")
+        return self
 
 
 class StageBase(Strict):
@@ -134,6 +149,9 @@ class SFTStage(StageBase):
     epochs: float = Field(1.0, gt=0)
     batch_size: int = Field(16, ge=1)
     max_length: int = Field(512, ge=8)
+    packing: bool = Field(False, description=(
+        "Pack several pairs into each row of up to max_length tokens (attention stays within a pair); "
+        "batch_size then counts packed rows. Saves the compute padding wastes on short, varied traces."))
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-3))
 
 
@@ -152,6 +170,13 @@ class RLStage(StageBase):
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
     checkpoint_every: int = Field(5, ge=1)
     sync_check_every: int = Field(1, ge=0, description="Log rollout/learner log-prob mismatch every N steps.")
+
+    @model_validator(mode="after")
+    def _off_policy_is_corrected(self) -> "RLStage":
+        if self.rollout.off_policy_steps and self.algorithm.tis_cap is None:
+            raise ValueError("rollout.off_policy_steps trains on samples of the previous weights, which needs the "
+                             "truncated importance sampling correction: set algorithm.tis_cap (e.g. 2.0)")
+        return self
 
 
 class EvalStage(StageBase):
@@ -202,6 +227,7 @@ class DistillStage(StageBase):
     epochs: float = Field(1.0, gt=0)
     batch_size: int = Field(16, ge=1)
     max_length: int = Field(512, ge=8)
+    packing: bool = Field(False, description="Pack the student's training pairs (see the sft stage).")
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-3))
     eval_data: DatasetSpec | None = Field(None, description="Held-out data to score the student before and after.")
 
@@ -219,6 +245,27 @@ class RewardModelStage(StageBase):
     max_length: int = Field(1024, ge=8)
 
 
+class WandbConfig(Strict):
+    """Weights & Biases for the whole recipe run (one W&B run; each stage's metrics under `<stage>/`).
+
+    A field left null falls back to the usual environment variable (WANDB_PROJECT, WANDB_ENTITY, WANDB_MODE,
+    WANDB_NAME), then to the default given here: the environment configures W&B, the recipe turns it on.
+    """
+
+    project: str | None = Field(None, description="W&B project (default: WANDB_PROJECT, else 'grpo').")
+    entity: str | None = Field(None, description="W&B team or user (default: WANDB_ENTITY, else your default).")
+    mode: Literal["online", "offline", "disabled"] | None = Field(
+        None, description="offline: sync later with `wandb sync`. Default: WANDB_MODE, else online.")
+    name: str | None = Field(None, description="Run name (default: WANDB_NAME, else the recipe's name).")
+    tags: list[str] = Field(default_factory=list)
+
+
+class LoggingConfig(Strict):
+    """Where metrics go besides metrics.jsonl and TensorBoard, which every run writes."""
+
+    wandb: WandbConfig | None = Field(None, description="Log to Weights & Biases (pip install 'grpo-toolkit[wandb]').")
+
+
 Stage = Annotated[Union[SFTStage, RLStage, EvalStage, RejectionSamplingStage, DistillStage, RewardModelStage],
                   Field(discriminator="type")]
 DATASET_STAGES = ("rejection_sampling",)
@@ -232,6 +279,7 @@ class Recipe(Strict):
     output_dir: str | None = Field(None, description="Run directory (default: runs/<name>).")
     model: ModelSpec
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
     stages: list[Stage] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -29,7 +29,8 @@ def run_distill(stage: DistillStage, ctx: StageContext) -> StageResult:
     teacher_tok = AutoTokenizer.from_pretrained(ctx.model_dir)
     k = stage.num_samples
     groups = sample_completions(ctx.model_dir, [template(r["question"], teacher_tok) for r in rows], k,
-                                stage.sampling, seed=ctx.recipe.seed, cluster=ctx.recipe.cluster)
+                                stage.sampling, seed=ctx.recipe.seed, cluster=ctx.recipe.cluster,
+                                label=f"[{stage.name}] teacher generate")
     texts = [s.text for g in groups for s in g]
     composer = RewardComposer(stage.rewards)
     try:
@@ -50,7 +51,8 @@ def run_distill(stage: DistillStage, ctx: StageContext) -> StageResult:
     summary = train_sft(student_base, [template(r["question"], student_tok) for r, _ in traces],
                         [t for _, t in traces], ctx.stage_dir / "model", epochs=stage.epochs,
                         batch_size=stage.batch_size, max_length=stage.max_length, optim=stage.optim,
-                        seed=ctx.recipe.seed, log=lambda m: ctx.echo(f"[{stage.name}] student {m}"),
+                        seed=ctx.recipe.seed, packing=stage.packing,
+                        label=f"[{stage.name}] student sft",
                         metrics_dir=ctx.stage_dir)
     summary.update({"teacher samples": len(texts), "traces kept": len(traces)})
     if stage.eval_data is not None:

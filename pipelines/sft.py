@@ -12,8 +12,10 @@ import random
 
 import torch
 
+from grpo import progress
 from grpo.checkpoint import atomic_directory
 from grpo.config import SFTStage
+from grpo.data.arithmetic import slipped_arithmetic_trace
 from grpo.data.loading import load_rows
 from grpo.data.tasks import solution_trace
 from grpo.data.templates import TEMPLATES, format_r1_completion
@@ -26,6 +28,10 @@ from pipelines.context import StageContext, StageResult
 def completion_for(row: dict, index: int) -> str:
     if row.get("completion"):
         return row["completion"]
+    if row.get("trace_slip"):
+        slipped = slipped_arithmetic_trace(row["question"])
+        if slipped is not None:  # a row with no carry to forget keeps its right working
+            return format_r1_completion(slipped[0], str(slipped[1]))
     if row.get("task"):
         return format_r1_completion(solution_trace(row), str(row["answer"]))
     raise UserError(f"sft data row {index}: no `completion` column and not a synthetic task row; "
@@ -45,6 +51,49 @@ def tokenize_pairs(tokenizer, prompts: list[str], completions: list[str], max_le
     return out
 
 
+def pack_pairs(pairs: list[tuple[list[int], list[int]]], max_length: int, seed: int):
+    """Pack (input_ids, labels) pairs into rows of at most `max_length` tokens: first fit, in a seeded order.
+
+    A row is (input_ids, labels, position_ids); positions restart at 0 for each pair, which is how
+    transformers recognises packed sequences and keeps attention inside each one (with no attention mask).
+    No loss crosses a boundary: a pair starts with prompt tokens (label -100), so the last token of one pair
+    is never trained to predict the first of the next.
+    """
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    rows: list[list[int]] = []  # indices of the pairs in each row
+    room: list[int] = []
+    for i in order:
+        size = len(pairs[i][0])
+        slot = next((r for r, free in enumerate(room) if free >= size), None)
+        if slot is None:
+            rows.append([])
+            room.append(max_length)
+            slot = len(rows) - 1
+        rows[slot].append(i)
+        room[slot] -= size
+    packed = []
+    for members in rows:
+        ids = [t for i in members for t in pairs[i][0]]
+        labels = [t for i in members for t in pairs[i][1]]
+        positions = [p for i in members for p in range(len(pairs[i][0]))]
+        packed.append((ids, labels, positions))
+    return packed
+
+
+def collate(rows, pad: int, packed: bool) -> dict[str, torch.Tensor]:
+    """Right-padded model inputs: an attention mask for plain rows; position ids (and padding that forms a
+    block of its own, trained on nothing) for packed rows."""
+    width = max(len(row[0]) for row in rows)
+    input_ids = torch.tensor([row[0] + [pad] * (width - len(row[0])) for row in rows])
+    labels = torch.tensor([row[1] + [-100] * (width - len(row[1])) for row in rows])
+    if packed:
+        positions = torch.tensor([row[2] + list(range(width - len(row[2]))) for row in rows])
+        return {"input_ids": input_ids, "labels": labels, "position_ids": positions}
+    attention = (torch.arange(width)[None, :] < torch.tensor([len(row[0]) for row in rows])[:, None]).long()
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+
+
 def run_sft(stage: SFTStage, ctx: StageContext) -> StageResult:
     from transformers import AutoTokenizer
 
@@ -55,16 +104,18 @@ def run_sft(stage: SFTStage, ctx: StageContext) -> StageResult:
     completions = [completion_for(r, i) for i, r in enumerate(rows)]
     summary = train_sft(ctx.model_dir, prompts, completions, ctx.stage_dir / "model", epochs=stage.epochs,
                         batch_size=stage.batch_size, max_length=stage.max_length, optim=stage.optim,
-                        seed=ctx.recipe.seed, log=lambda m: ctx.echo(f"[{stage.name}] {m}"),
+                        seed=ctx.recipe.seed, packing=stage.packing, label=f"[{stage.name}] sft",
                         metrics_dir=ctx.stage_dir)
     return StageResult(model=ctx.stage_dir / "model", summary=summary)
 
 
 def train_sft(model_dir, prompts: list[str], completions: list[str], out_dir, *, epochs: float, batch_size: int,
-              max_length: int, optim, seed: int, log=print, metrics_dir=None) -> dict:
+              max_length: int, optim, seed: int, label: str = "sft", metrics_dir=None, packing: bool = False) -> dict:
     """Fine-tune the model in `model_dir` on prompt -> completion text pairs; write it to `out_dir` (atomic).
 
-    Per-step loss and learning rate go to `metrics_dir` (metrics.jsonl + TensorBoard) when given.
+    With `packing`, a batch is `batch_size` rows of up to `max_length` tokens, each holding several pairs
+    (pack_pairs); without it, `batch_size` pairs padded to the longest. Per-step loss and learning rate go to
+    `metrics_dir` (metrics.jsonl + TensorBoard) when given; the progress bar is "<label> steps".
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -75,8 +126,9 @@ def train_sft(model_dir, prompts: list[str], completions: list[str], out_dir, *,
     pairs = tokenize_pairs(tokenizer, prompts, completions, max_length)
     if not pairs:
         raise UserError("sft: no training pairs (every row was filtered out?)")
+    rows = pack_pairs(pairs, max_length, seed) if packing else pairs
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    steps_per_epoch = math.ceil(len(pairs) / batch_size)
+    steps_per_epoch = math.ceil(len(rows) / batch_size)
     total = max(1, math.ceil(steps_per_epoch * epochs))
     optimizer = torch.optim.AdamW(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(optim.lr_schedule, optim.warmup_steps, total))
@@ -85,34 +137,34 @@ def train_sft(model_dir, prompts: list[str], completions: list[str], out_dir, *,
     model.train()
     losses = []
     logger = MetricsLogger(metrics_dir) if metrics_dir else None
-    for step in range(total):
-        if not order:
-            order = list(range(len(pairs)))
-            rng.shuffle(order)
-        batch = [pairs[order.pop()] for _ in range(min(batch_size, len(order)))]
-        width = max(len(ids) for ids, _ in batch)
-        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch])
-        labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
-        attention = (torch.arange(width)[None, :] < torch.tensor([len(i) for i, _ in batch])[:, None]).long()
-        loss = model(input_ids=input_ids.to(device), attention_mask=attention.to(device), labels=labels.to(device)).loss
-        loss.backward()
-        if optim.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), optim.max_grad_norm)
-        optimizer.step()
-        sched.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss))
-        if logger:
-            logger.log(step + 1, {"loss": losses[-1], "learner/lr": sched.get_last_lr()[0]})
-        if (step + 1) % max(1, total // 10) == 0 or step + 1 == total:
-            log(f"step {step + 1}/{total} loss {sum(losses[-10:]) / len(losses[-10:]):.4f}")
+    with progress.progress(total, f"{label} steps") as bar:
+        for step in range(total):
+            if not order:
+                order = list(range(len(rows)))
+                rng.shuffle(order)
+            batch = collate([rows[order.pop()] for _ in range(min(batch_size, len(order)))], pad, packing)
+            # No KV cache: a cache would also make transformers ignore the packed position ids (its packed-
+            # sequence mask is only built without one).
+            loss = model(**{k: v.to(device) for k, v in batch.items()}, use_cache=False).loss
+            loss.backward()
+            if optim.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), optim.max_grad_norm)
+            optimizer.step()
+            sched.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.detach().item())
+            if logger:
+                logger.log(step + 1, {"loss": losses[-1], "learner/lr": sched.get_last_lr()[0]})
+            bar.advance(1, loss=sum(losses[-10:]) / len(losses[-10:]))  # over 10 steps: steadier than one batch
+            progress.debug(f"{label} step {step + 1}/{total} loss {losses[-1]:.4f}")
     if logger:
         logger.close()
     with atomic_directory(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         _copy_generation_config(model_dir, tmp)
-    return {"loss first": losses[0], "loss last": losses[-1], "steps": total, "pairs": len(pairs)}
+    return {"loss first": losses[0], "loss last": losses[-1], "steps": total, "pairs": len(pairs),
+            "rows": len(rows)}
 
 
 def _copy_generation_config(src, dst) -> None:

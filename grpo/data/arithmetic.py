@@ -69,6 +69,25 @@ def arithmetic_trace(question: str) -> str:
     Each operation reads "a+b: <columns> So c." with one sentence per column, rightmost first, e.g.
     "37+48: 7+8=15, write 5 carry 1. 3+4+1=8. So 85."
     """
+    return _working(question, slip=False)[0]
+
+
+def slipped_arithmetic_trace(question: str) -> tuple[str, int] | None:
+    """The working of `question` with one slip a hurried annotator makes: the first carry of an addition is
+    forgotten ("7+8=15, write 5." and the next column without "+1"); the rest follows from the wrong value.
+
+    Returns (trace, the answer it reaches), or None when the question has no carry to forget (or the slip
+    would take a later subtraction below zero). For imperfect cold-start data (DatasetSpec.trace_slips).
+    """
+    try:
+        trace, value, slipped = _working(question, slip=True)
+    except ValueError:
+        return None
+    return (trace, value) if slipped else None
+
+
+def _working(question: str, slip: bool) -> tuple[str, int, bool]:
+    """(trace, its final value, whether a carry was dropped); see arithmetic_trace."""
     terms = _parse_question(question)
     steps = []
     values = []
@@ -80,14 +99,17 @@ def arithmetic_trace(question: str) -> str:
     running = values[0][1]
     for sign, value in values[1:]:
         if sign == "+":
-            steps.append(f"{running}+{value}: {_add_columns(running, value)} So {running + value}.")
-            running += value
+            columns, total = _add_columns(running, value, drop_first_carry=slip)
+            slip = slip and total == running + value  # one slip at most: the first addition that carries
+            steps.append(f"{running}+{value}: {columns} So {total}.")
+            running = total
         else:
             if value > running:  # the column method below assumes the larger number on top
                 raise ValueError(f"{question!r} goes below zero; this generator's questions never do")
             steps.append(f"{running}-{value}: {_subtract_columns(running, value)} So {running - value}.")
             running -= value
-    return " ".join(steps)
+    slipped = running != sum(v if sign == "+" else -v for sign, v in values)
+    return " ".join(steps), running, slipped
 
 
 def _draw_number(rng: random.Random, digits: int) -> int:
@@ -158,30 +180,38 @@ def _digits(number: int, width: int) -> list[int]:
     return [int(d) for d in reversed(str(number).zfill(width))]
 
 
-def _add_columns(a: int, b: int) -> str:
+def _add_columns(a: int, b: int, drop_first_carry: bool = False) -> tuple[str, int]:
+    """The columns of a + b and the sum they reach (a + b, unless `drop_first_carry` forgets a carry)."""
     width = max(len(str(a)), len(str(b)))
-    return _carry_columns([(f"{x}+{y}", x + y) for x, y in zip(_digits(a, width), _digits(b, width))])
+    return _carry_columns([(f"{x}+{y}", x + y) for x, y in zip(_digits(a, width), _digits(b, width))],
+                          drop_first_carry)
 
 
 def _multiply_columns(number: int, multiplier: int) -> str:
-    return _carry_columns([(f"{x}*{multiplier}", x * multiplier) for x in _digits(number, len(str(number)))])
+    return _carry_columns([(f"{x}*{multiplier}", x * multiplier) for x in _digits(number, len(str(number)))])[0]
 
 
-def _carry_columns(columns: list[tuple[str, int]]) -> str:
-    """One sentence per column (rightmost first, as (working, value) before the carry comes in).
+def _carry_columns(columns: list[tuple[str, int]], drop_first_carry: bool = False) -> tuple[str, int]:
+    """One sentence per column (rightmost first, as (working, value) before the carry comes in), and the
+    number the written digits make.
 
     A column writes its last digit and carries its tens into the next one; the leftmost column writes
-    its whole value, e.g. "7+8=15, write 5 carry 1. 3+4+1=8."
+    its whole value, e.g. "7+8=15, write 5 carry 1. 3+4+1=8." With `drop_first_carry` the first carry is
+    not written nor added ("7+8=15, write 5. 3+4=7.").
     """
-    sentences, carry = [], 0
-    for index, (working, value) in enumerate(columns):
-        working, total = working + (f"+{carry}" if carry else ""), value + carry
+    sentences, carry, value = [], 0, 0
+    for index, (working, column_value) in enumerate(columns):
+        working, total = working + (f"+{carry}" if carry else ""), column_value + carry
         if index == len(columns) - 1:
             sentences.append(f"{working}={total}.")
+            value += total * 10**index
         else:
             carry = total // 10
+            if carry and drop_first_carry:
+                carry, drop_first_carry = 0, False
             sentences.append(f"{working}={total}, write {total % 10}" + (f" carry {carry}." if carry else "."))
-    return " ".join(sentences)
+            value += total % 10 * 10**index
+    return " ".join(sentences), value
 
 
 def _subtract_columns(a: int, b: int) -> str:

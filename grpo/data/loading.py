@@ -6,6 +6,7 @@ Every row is checked on the way in; a broken one is a UserError naming its file 
 from __future__ import annotations
 
 import hashlib
+import random
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,19 @@ def task_seed(seed: int, split: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{split}:{seed}".encode()).digest()[:4], "big")
 
 
+HELD_OUT_PERCENT = 10  # share of a task's question space reserved for splits other than "train"
+
+
+def is_held_out(question: str) -> bool:
+    """Whether a task question belongs to the held-out part of its task's question space.
+
+    The partition is a fixed function of the question text, so no train row ever equals a test row, whatever
+    the seeds and sizes (a small task like 2-digit addition has only 8,100 questions: independent draws
+    would share about a tenth of a 3,000-row training set with the test set).
+    """
+    return hashlib.sha256(question.encode()).digest()[0] * 100 < HELD_OUT_PERCENT * 256
+
+
 def rows_to_dataset(rows: list[dict[str, Any]], origin: str) -> Dataset:
     """A Dataset with the union of the rows' columns (a row without an extra column gets null there)."""
     names: dict[str, None] = {}
@@ -70,8 +84,31 @@ def rows_to_dataset(rows: list[dict[str, Any]], origin: str) -> Dataset:
 
 
 def _task_rows(spec: DatasetSpec) -> list[dict[str, Any]]:
+    """`spec.n` rows of the split's side of the partition (is_held_out), in the generator's order.
+
+    Generators extend a shorter list with a longer one (same seed), so drawing more and filtering keeps the
+    first rows of a split stable as `n` grows.
+    """
     options = {"difficulty": spec.difficulty} if spec.task == "arithmetic" else {}
-    return TASKS[spec.task](spec.n, task_seed(spec.seed, spec.split), **options)
+    held_out = spec.split != "train"
+    seed, want = task_seed(spec.seed, spec.split), spec.n or 0
+    draw = want * (12 if held_out else 2) + 16
+    while True:
+        rows = [r for r in TASKS[spec.task](draw, seed, **options) if is_held_out(r["question"]) == held_out]
+        if len(rows) >= want:
+            return _mark_slips(rows[:want], spec)
+        if draw > 200 * want + 10_000:
+            raise UserError(f"{spec.source} (split {spec.split!r}): the task has fewer than {want} distinct-enough "
+                            f"questions on this side of the train/held-out partition; ask for fewer rows")
+        draw *= 2
+
+
+def _mark_slips(rows: list[dict[str, Any]], spec: DatasetSpec) -> list[dict[str, Any]]:
+    """Mark a seeded `spec.trace_slips` share of the rows `trace_slip` (their SFT working forgets a carry)."""
+    if not spec.trace_slips:
+        return rows
+    rng = random.Random(f"trace-slips:{spec.seed}:{spec.split}")  # one draw per row: row i's mark is stable
+    return [{**row, "trace_slip": rng.random() < spec.trace_slips} for row in rows]
 
 
 def _hub_rows(spec: DatasetSpec) -> list[dict[str, Any]]:

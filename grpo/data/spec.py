@@ -55,12 +55,17 @@ class DatasetSpec(BaseModel, extra="forbid"):
         "'@stage_name' (the dataset an earlier stage writes) or a Hugging Face hub dataset name (loaded "
         "with datasets.load_dataset)."))
     split: str = Field("train", validate_default=True, description=(
-        "The split: gsm8k has train and test, math500 only test; for a task, any split other than train "
-        "draws from a seed stream of its own, so a 'test' split differs from 'train' with the same seed."))
+        "The split: gsm8k has train and test, math500 only test. For a task, 'train' draws from 90% of the "
+        "question space and any other split from the held-out 10% (a fixed hash of the question), each with a "
+        "seed stream of its own: no test question is ever a training question."))
     n: int | None = Field(None, ge=1, validate_default=True, description=(
         "Rows to generate (required for tasks); for other sources, keep at most this many (after shuffle)."))
     seed: int = Field(0, ge=0, description="Seed of the task generator and of the shuffle.")
     difficulty: int = Field(1, ge=1, le=max(ARITHMETIC_LEVELS), description="task:arithmetic only: level 1..5.")
+    trace_slips: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "task:arithmetic only, for SFT data: the share of rows whose written working forgets a carry (and so "
+        "ends at a wrong answer), like imperfect human or model-written cold-start traces. The rows' gold "
+        "`answer` stays right, so rewards still score the truth."))
     columns: dict[str, str] = Field(default_factory=dict, description=(
         "Files, stage outputs and hub datasets only: our column name -> the source's column name, e.g. "
         "{question: problem, answer: solution}. Unmapped columns are kept under their own names."))
@@ -124,6 +129,14 @@ class DatasetSpec(BaseModel, extra="forbid"):
         if source is not None and source != TASK_PREFIX + "arithmetic":
             raise ValueError(f"difficulty applies to task:arithmetic only, not to {source!r}")
         return difficulty
+
+    @field_validator("trace_slips")
+    @classmethod
+    def _check_trace_slips(cls, trace_slips: float, info: ValidationInfo) -> float:
+        source = info.data.get("source")
+        if trace_slips and source is not None and source != TASK_PREFIX + "arithmetic":
+            raise ValueError(f"trace_slips applies to task:arithmetic only, not to {source!r}")
+        return trace_slips
 
     @field_validator("columns")
     @classmethod

@@ -181,3 +181,31 @@ def test_bad_arguments_and_foreign_rows_are_refused():
     with pytest.raises(ValueError, match="not an arithmetic question"):
         solution_trace({"task": "arithmetic", "question": "What is 2 + ?", "answer": "2"})
     assert set(TASKS) == {"arithmetic", "countdown"}
+
+
+def test_a_slipped_trace_forgets_exactly_the_first_carry():
+    from grpo.data.arithmetic import slipped_arithmetic_trace
+
+    assert slipped_arithmetic_trace("What is 37 + 48?") == ("37+48: 7+8=15, write 5. 3+4=7. So 75.", 75)
+    assert slipped_arithmetic_trace("What is 83 + 72?") is None  # the ones do not carry: nothing to forget
+    trace, value = slipped_arithmetic_trace("What is 375 + 487 + 219?")
+    # Only the first carry goes; the later ones, and the second addition, follow from the wrong 852.
+    assert trace.startswith("375+487: 5+7=12, write 2. 7+8=15, write 5 carry 1. 3+4+1=8. So 852. 852+219:")
+    assert value == 852 + 219 == int(trace.rsplit("So ", 1)[1].rstrip("."))
+
+
+@pytest.mark.parametrize("difficulty", [1, 2, 3, 5])
+def test_slipped_traces_are_wrong_by_a_carry_and_end_where_they_say(difficulty):
+    from grpo.data.arithmetic import slipped_arithmetic_trace
+
+    slipped = 0
+    for row in generate_arithmetic(200, seed=8, difficulty=difficulty):
+        result = slipped_arithmetic_trace(row["question"])
+        if result is None:
+            continue
+        slipped += 1
+        trace, value = result
+        assert value != int(row["answer"]) and int(trace.rsplit("So ", 1)[1].rstrip(".")) == value
+        if difficulty == 1:  # one addition: the right working less its first carry (later ones follow the
+            assert trace.count("carry") == solution_trace(row).count("carry") - 1  # wrong value elsewhere)
+    assert slipped > 40

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from grpo.data.loading import load_rows, task_seed
+from grpo.data.loading import is_held_out, load_rows, task_seed
 from grpo.data.records import answer_text
 from grpo.data.spec import DatasetSpec
 from grpo.data.tasks import generate_arithmetic, generate_countdown
@@ -69,18 +69,26 @@ def test_shuffle_is_seeded_and_comes_before_n(tmp_path):
 
 def test_task_sources_generate_the_documented_rows():
     spec = DatasetSpec(source="task:arithmetic", n=20, seed=2, difficulty=4)
-    assert load_rows(spec).to_list() == generate_arithmetic(20, seed=2, difficulty=4)
+    # The train split: the generator's rows in order, less the held-out tenth of the question space.
+    assert load_rows(spec).to_list() == [r for r in generate_arithmetic(40, seed=2, difficulty=4)
+                                         if not is_held_out(r["question"])][:20]
     countdown = load_rows(DatasetSpec(source="task:countdown", n=10, seed=2))
-    assert countdown.to_list() == generate_countdown(10, seed=2)
+    assert countdown.to_list() == [r for r in generate_countdown(30, seed=2) if not is_held_out(r["question"])][:10]
     assert countdown.features["numbers"].feature.dtype == "int64"
 
 
-def test_task_test_split_is_an_independent_draw():
-    train = load_rows(DatasetSpec(source="task:arithmetic", n=30, seed=1))["question"]
-    test = load_rows(DatasetSpec(source="task:arithmetic", n=30, seed=1, split="test"))["question"]
-    assert train != test
-    assert test == [r["question"] for r in generate_arithmetic(30, seed=task_seed(1, "test"))]
+def test_task_splits_are_disjoint_and_stable():
+    train = load_rows(DatasetSpec(source="task:arithmetic", n=3000, seed=1))["question"]
+    test = load_rows(DatasetSpec(source="task:arithmetic", n=300, seed=1, split="test"))["question"]
+    # 2-digit addition has 8,100 questions: independent draws of these sizes would share ~100.
+    assert not set(train) & set(test)
+    assert all(is_held_out(q) for q in test) and not any(is_held_out(q) for q in train)
+    held = [r["question"] for r in generate_arithmetic(5000, seed=task_seed(1, "test")) if is_held_out(r["question"])]
+    assert test == held[:300]  # the generator's order, filtered: a longer list extends a shorter one
+    assert load_rows(DatasetSpec(source="task:arithmetic", n=30, seed=1, split="test"))["question"] == test[:30]
     assert task_seed(1, "test") == task_seed(1, "test") != task_seed(1, "validation")
+    countdown = load_rows(DatasetSpec(source="task:countdown", n=20, seed=1, split="test"))["question"]
+    assert len(countdown) == 20 and all(is_held_out(q) for q in countdown)
 
 
 @pytest.mark.parametrize("value, text", [("  85 ", "85"), (85, "85"), (-3, "-3"), (72.0, "72"), (0.5, "0.5")])
@@ -174,3 +182,19 @@ def test_hub_name_offline_gives_a_clear_error(monkeypatch):
     message = str(caught.value)
     assert "'nobody/no-such-dataset'" in message and "Hugging Face hub" in message
     assert "task:arithmetic" in message and "gsm8k" in message and ".jsonl" in message
+
+
+def test_trace_slips_mark_a_seeded_share_and_sft_writes_the_slipped_working():
+    from pipelines.sft import completion_for
+
+    spec = DatasetSpec(source="task:arithmetic", n=1000, seed=1, trace_slips=0.3)
+    rows = [dict(r) for r in load_rows(spec)]
+    marked = [r for r in rows if r["trace_slip"]]
+    assert 240 < len(marked) < 360
+    assert [dict(r) for r in load_rows(spec)] == rows  # seeded
+    plain = [dict(r) for r in load_rows(DatasetSpec(source="task:arithmetic", n=1000, seed=1))]
+    assert [{k: v for k, v in r.items() if k != "trace_slip"} for r in rows] == plain  # same questions, answers
+    wrong = [r for i, r in enumerate(rows) if f"<answer> {r['answer']} </answer>" not in completion_for(r, i)]
+    assert wrong and all(r["trace_slip"] for r in wrong) and len(wrong) < len(marked)  # carry-free rows stay right
+    with pytest.raises(ValueError, match="trace_slips applies to task:arithmetic only"):
+        DatasetSpec(source="task:countdown", n=5, trace_slips=0.1)
