@@ -77,6 +77,9 @@ class AlgorithmConfig(Strict):
     num_generations: int = Field(8, ge=1, description="G: responses sampled per prompt.")
     advantage_estimator: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"] = "grpo"
     scale_rewards: bool = Field(True, description="Divide by the group's std (GRPO); off for Dr. GRPO.")
+    negative_advantage_scale: float = Field(1.0, ge=0.0, le=1.0, description=(
+        "Multiply negative advantages by this (W-REINFORCE, Zhu et al. 2025): below 1, wrong samples are "
+        "pushed down less than right ones are pulled up; 0 trains on the rewarded samples only."))
     loss_type: Literal["grpo", "dapo", "dr_grpo"] = "grpo"
     epsilon: float = Field(0.2, gt=0, description="Lower clip range of the ratio.")
     epsilon_high: float | None = Field(None, gt=0, description="Upper clip range (clip-higher); default epsilon.")

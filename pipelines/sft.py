@@ -28,10 +28,12 @@ from pipelines.context import StageContext, StageResult
 def completion_for(row: dict, index: int) -> str:
     if row.get("completion"):
         return row["completion"]
-    if row.get("trace_slip"):
+    if row.get("imperfection") == "forgotten_carry":
         slipped = slipped_arithmetic_trace(row["question"])
         if slipped is not None:  # a row with no carry to forget keeps its right working
             return format_r1_completion(slipped[0], str(slipped[1]))
+    if row.get("imperfection") == "untagged_answer":
+        return f"<think> {solution_trace(row)} </think> The answer is {row['answer']}."
     if row.get("task"):
         return format_r1_completion(solution_trace(row), str(row["answer"]))
     raise UserError(f"sft data row {index}: no `completion` column and not a synthetic task row; "

@@ -77,7 +77,7 @@ def slipped_arithmetic_trace(question: str) -> tuple[str, int] | None:
     forgotten ("7+8=15, write 5." and the next column without "+1"); the rest follows from the wrong value.
 
     Returns (trace, the answer it reaches), or None when the question has no carry to forget (or the slip
-    would take a later subtraction below zero). For imperfect cold-start data (DatasetSpec.trace_slips).
+    would take a later subtraction below zero). For imperfect cold-start data (DatasetSpec.imperfections).
     """
     try:
         trace, value, slipped = _working(question, slip=True)

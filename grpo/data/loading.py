@@ -96,19 +96,26 @@ def _task_rows(spec: DatasetSpec) -> list[dict[str, Any]]:
     while True:
         rows = [r for r in TASKS[spec.task](draw, seed, **options) if is_held_out(r["question"]) == held_out]
         if len(rows) >= want:
-            return _mark_slips(rows[:want], spec)
+            return _mark_imperfections(rows[:want], spec)
         if draw > 200 * want + 10_000:
             raise UserError(f"{spec.source} (split {spec.split!r}): the task has fewer than {want} distinct-enough "
                             f"questions on this side of the train/held-out partition; ask for fewer rows")
         draw *= 2
 
 
-def _mark_slips(rows: list[dict[str, Any]], spec: DatasetSpec) -> list[dict[str, Any]]:
-    """Mark a seeded `spec.trace_slips` share of the rows `trace_slip` (their SFT working forgets a carry)."""
-    if not spec.trace_slips:
+def _mark_imperfections(rows: list[dict[str, Any]], spec: DatasetSpec) -> list[dict[str, Any]]:
+    """Give a seeded share of the rows an `imperfection` ("forgotten_carry" or "untagged_answer"), which the
+    sft stage writes into their targets (pipelines.sft.completion_for)."""
+    if spec.imperfections is None:
         return rows
-    rng = random.Random(f"trace-slips:{spec.seed}:{spec.split}")  # one draw per row: row i's mark is stable
-    return [{**row, "trace_slip": rng.random() < spec.trace_slips} for row in rows]
+    carries, untagged = spec.imperfections.forgotten_carries, spec.imperfections.untagged_answers
+    rng = random.Random(f"imperfections:{spec.seed}:{spec.split}")  # one draw per row: row i's mark is stable
+    marked = []
+    for row in rows:
+        draw = rng.random()
+        kind = "forgotten_carry" if draw < carries else "untagged_answer" if draw < carries + untagged else None
+        marked.append({**row, "imperfection": kind})
+    return marked
 
 
 def _hub_rows(spec: DatasetSpec) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from grpo.data.adapters import ADAPTERS
 from grpo.data.arithmetic import ARITHMETIC_LEVELS
@@ -42,6 +42,23 @@ def resolve_local_path(source: str, base_dir: Path | None) -> Path:
     return path if path.is_absolute() or base_dir is None else Path(base_dir) / path
 
 
+class Imperfections(BaseModel, extra="forbid"):
+    """Shares of a task's SFT rows given an imperfect target (each row gets at most one imperfection)."""
+
+    forgotten_carries: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "task:arithmetic: the working forgets its first carry and so reaches a wrong answer (a row with no "
+        "carry keeps its right working)."))
+    untagged_answers: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "The answer follows </think> as 'The answer is X.' instead of an <answer> block: right, but not in "
+        "the format a strict grader reads."))
+
+    @model_validator(mode="after")
+    def _check_total(self):
+        if self.forgotten_carries + self.untagged_answers > 1.0:
+            raise ValueError("forgotten_carries + untagged_answers must be at most 1 (one imperfection per row)")
+        return self
+
+
 class DatasetSpec(BaseModel, extra="forbid"):
     """Where a stage's rows come from and how they become rows with "question" and "answer" (strings).
 
@@ -62,10 +79,9 @@ class DatasetSpec(BaseModel, extra="forbid"):
         "Rows to generate (required for tasks); for other sources, keep at most this many (after shuffle)."))
     seed: int = Field(0, ge=0, description="Seed of the task generator and of the shuffle.")
     difficulty: int = Field(1, ge=1, le=max(ARITHMETIC_LEVELS), description="task:arithmetic only: level 1..5.")
-    trace_slips: float = Field(0.0, ge=0.0, le=1.0, description=(
-        "task:arithmetic only, for SFT data: the share of rows whose written working forgets a carry (and so "
-        "ends at a wrong answer), like imperfect human or model-written cold-start traces. The rows' gold "
-        "`answer` stays right, so rewards still score the truth."))
+    imperfections: Imperfections | None = Field(None, description=(
+        "Tasks only, for SFT data: shares of rows whose written target is imperfect, like cold-start traces "
+        "written by people or models. The rows' gold `answer` stays right, so rewards still score the truth."))
     columns: dict[str, str] = Field(default_factory=dict, description=(
         "Files, stage outputs and hub datasets only: our column name -> the source's column name, e.g. "
         "{question: problem, answer: solution}. Unmapped columns are kept under their own names."))
@@ -130,13 +146,17 @@ class DatasetSpec(BaseModel, extra="forbid"):
             raise ValueError(f"difficulty applies to task:arithmetic only, not to {source!r}")
         return difficulty
 
-    @field_validator("trace_slips")
+    @field_validator("imperfections")
     @classmethod
-    def _check_trace_slips(cls, trace_slips: float, info: ValidationInfo) -> float:
+    def _check_imperfections(cls, imperfections, info: ValidationInfo):
         source = info.data.get("source")
-        if trace_slips and source is not None and source != TASK_PREFIX + "arithmetic":
-            raise ValueError(f"trace_slips applies to task:arithmetic only, not to {source!r}")
-        return trace_slips
+        if imperfections is None or source is None:
+            return imperfections
+        if source_kind(source) != "task":
+            raise ValueError(f"imperfections applies to synthetic tasks only, not to {source!r}")
+        if imperfections.forgotten_carries and source != TASK_PREFIX + "arithmetic":
+            raise ValueError(f"imperfections.forgotten_carries applies to task:arithmetic only, not to {source!r}")
+        return imperfections
 
     @field_validator("columns")
     @classmethod

@@ -184,17 +184,29 @@ def test_hub_name_offline_gives_a_clear_error(monkeypatch):
     assert "task:arithmetic" in message and "gsm8k" in message and ".jsonl" in message
 
 
-def test_trace_slips_mark_a_seeded_share_and_sft_writes_the_slipped_working():
+def test_imperfections_mark_seeded_shares_and_sft_writes_them():
     from pipelines.sft import completion_for
 
-    spec = DatasetSpec(source="task:arithmetic", n=1000, seed=1, trace_slips=0.3)
+    spec = DatasetSpec(source="task:arithmetic", n=1000, seed=1,
+                       imperfections={"forgotten_carries": 0.3, "untagged_answers": 0.2})
     rows = [dict(r) for r in load_rows(spec)]
-    marked = [r for r in rows if r["trace_slip"]]
-    assert 240 < len(marked) < 360
+    carries = [r for r in rows if r["imperfection"] == "forgotten_carry"]
+    untagged = [r for r in rows if r["imperfection"] == "untagged_answer"]
+    assert 240 < len(carries) < 360 and 150 < len(untagged) < 250
     assert [dict(r) for r in load_rows(spec)] == rows  # seeded
     plain = [dict(r) for r in load_rows(DatasetSpec(source="task:arithmetic", n=1000, seed=1))]
-    assert [{k: v for k, v in r.items() if k != "trace_slip"} for r in rows] == plain  # same questions, answers
-    wrong = [r for i, r in enumerate(rows) if f"<answer> {r['answer']} </answer>" not in completion_for(r, i)]
-    assert wrong and all(r["trace_slip"] for r in wrong) and len(wrong) < len(marked)  # carry-free rows stay right
-    with pytest.raises(ValueError, match="trace_slips applies to task:arithmetic only"):
-        DatasetSpec(source="task:countdown", n=5, trace_slips=0.1)
+    assert [{k: v for k, v in r.items() if k != "imperfection"} for r in rows] == plain  # same questions, answers
+    targets = [completion_for(r, i) for i, r in enumerate(rows)]
+    wrong = [r for r, t in zip(rows, targets) if f"<answer> {r['answer']} </answer>" not in t]
+    untagged_targets = [t for r, t in zip(rows, targets) if r["imperfection"] == "untagged_answer"]
+    assert all(t.endswith(f"</think> The answer is {r['answer']}.") and "<answer>" not in t
+               for r, t in zip(untagged, untagged_targets))
+    slipped = [r for r in wrong if r["imperfection"] == "forgotten_carry"]
+    assert len(slipped) + len(untagged) == len(wrong)  # nothing else is wrong
+    assert 0 < len(slipped) < len(carries)  # carry-free rows keep their right working
+    with pytest.raises(ValueError, match="forgotten_carries applies to task:arithmetic only"):
+        DatasetSpec(source="task:countdown", n=5, imperfections={"forgotten_carries": 0.1})
+    with pytest.raises(ValueError, match="synthetic tasks only"):
+        DatasetSpec(source="gsm8k", imperfections={"untagged_answers": 0.1})
+    with pytest.raises(ValueError, match="at most 1"):
+        DatasetSpec(source="task:arithmetic", n=5, imperfections={"forgotten_carries": 0.6, "untagged_answers": 0.6})
