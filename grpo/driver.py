@@ -33,7 +33,7 @@ from pathlib import Path
 import ray
 import torch
 
-from grpo.algorithms.advantages import compute_advantages
+from grpo.algorithms.advantages import compute_advantages, scale_negative_advantages
 from grpo.algorithms.shaping import advantage_stats, dynamic_sampling_mask
 from grpo.checkpoint import atomic_directory, checkpoint_dir, latest_checkpoint, prune, write_json
 from grpo.cluster import ensure_ray
@@ -218,6 +218,8 @@ class RLLoop:
         kept_rewards = torch.cat([rewards[g * G : (g + 1) * G] for g in kept]) if kept else rewards[:0]
         advantages = compute_advantages(kept_rewards, G, estimator=algo.advantage_estimator,
                                         scale_rewards=algo.scale_rewards) if kept else kept_rewards
+        if algo.negative_advantage_scale != 1.0:
+            advantages = scale_negative_advantages(advantages, algo.negative_advantage_scale)
         samples = []
         for slot, g in enumerate(kept):
             for j, s in enumerate(groups[g]):

@@ -235,3 +235,14 @@ def process_supervision_advantages(
     per_token = torch.zeros(num_rows, seq_len, dtype=normalised.dtype, device=normalised.device)
     per_token.scatter_add_(1, ends.long(), normalised.masked_fill(~step_mask, 0.0))
     return per_token.flip(1).cumsum(1).flip(1)
+
+
+def scale_negative_advantages(advantages: Tensor, scale: float) -> Tensor:
+    """Advantages with the negative ones multiplied by `scale` in [0, 1] (W-REINFORCE, arXiv 2506.01347).
+
+    Pushing a wrong sample down moves its probability onto every other continuation, right or wrong, and
+    raises entropy; a small model with few steps is then better served by pulling right samples up.
+    """
+    if not 0.0 <= scale <= 1.0:
+        raise UserError(f"negative advantage scale must be in [0, 1], got {scale}")
+    return torch.where(advantages < 0, advantages * scale, advantages)

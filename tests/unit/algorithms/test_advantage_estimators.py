@@ -156,3 +156,14 @@ def test_process_supervision_rejects_step_end_outside_completion():
 def test_process_supervision_rejects_mismatched_shapes():
     with pytest.raises(UserError, match="must all be"):
         process_supervision_advantages(STEP_REWARDS, STEP_ENDS[:, :1], STEP_MASK, 2, 6)
+
+
+def test_negative_advantages_are_scaled_and_positive_ones_kept():
+    from grpo.algorithms.advantages import scale_negative_advantages
+
+    advantages = torch.tensor([1.5, -0.5, 0.0, -2.0])
+    torch.testing.assert_close(scale_negative_advantages(advantages, 0.1), torch.tensor([1.5, -0.05, 0.0, -0.2]))
+    torch.testing.assert_close(scale_negative_advantages(advantages, 1.0), advantages)
+    assert (scale_negative_advantages(advantages, 0.0) >= 0).all()
+    with pytest.raises(UserError, match=r"in \[0, 1\]"):
+        scale_negative_advantages(advantages, 1.5)
