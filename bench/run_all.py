@@ -33,7 +33,12 @@ def _json(name: str) -> dict:
 
 def _rl_step(_: str) -> str:
     result = _json("rl_step")
-    return f"ours / TRL samples/s: {result['speedup_vs_trl']:.2f}x (goal >= 2)" if "speedup_vs_trl" in result else "-"
+    if "speedup_vs_trl" not in result:
+        return "-"
+    headline = f"ours / TRL samples/s: {result['speedup_vs_trl']:.2f}x (goal >= 2)"
+    if "off_policy_speedup_vs_trl" in result:
+        headline += f"; one-step-off-policy / TRL: {result['off_policy_speedup_vs_trl']:.2f}x"
+    return headline
 
 
 def _rollout(_: str) -> str:
@@ -65,7 +70,7 @@ def _math_verify(_: str) -> str:
 
 # name -> (script, full-run arguments, quick-run arguments, headline reader)
 BENCHMARKS = {
-    "rl_step": ("bench_rl_step.py", [], ["--quick"], _rl_step),
+    "rl_step": ("bench_rl_step.py", ["--sides", "ours,ours_off_policy,trl"], ["--quick"], _rl_step),
     "rollout": ("bench_rollout.py", [], ["--quick"], _rollout),
     "learner": ("bench_learner.py", [], ["--quick"], _learner),
     "weight_sync": ("bench_weight_sync.py", ["--sizes", "tiny,3m,24m,100m", "--modes", "in-process"],
