@@ -172,7 +172,6 @@ class RLStage(StageBase):
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
     checkpoint_every: int = Field(5, ge=1)
-    sync_check_every: int = Field(1, ge=0, description="Log rollout/learner log-prob mismatch every N steps.")
 
     @model_validator(mode="after")
     def _off_policy_is_corrected(self) -> "RLStage":
