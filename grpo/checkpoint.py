@@ -46,10 +46,15 @@ def latest_checkpoint(root: Path) -> Path | None:
     return done[-1] if done else None
 
 
+def checkpoint_step(checkpoint: Path) -> int:
+    """The training step a checkpoint directory was written at (its state.json)."""
+    return json.loads((checkpoint / "state.json").read_text())["step"]
+
+
 def resume_step(root: Path) -> int:
     """The step of the latest complete checkpoint under `root`, where a rerun resumes (0: none)."""
     latest = latest_checkpoint(root)
-    return json.loads((latest / "state.json").read_text())["step"] if latest else 0
+    return checkpoint_step(latest) if latest else 0
 
 
 def write_json(path: Path, data: dict) -> None:

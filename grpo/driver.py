@@ -35,7 +35,8 @@ import torch
 
 from grpo.algorithms.advantages import compute_advantages, scale_negative_advantages
 from grpo.algorithms.shaping import advantage_stats, dynamic_sampling_mask
-from grpo.checkpoint import atomic_directory, checkpoint_dir, latest_checkpoint, prune, write_json
+from grpo.checkpoint import (atomic_directory, checkpoint_dir, checkpoint_step, latest_checkpoint, prune,
+                             write_json)
 from grpo.cluster import ensure_ray
 from grpo.config import ClusterConfig, RLStage
 from grpo.data.loading import load_rows
@@ -45,7 +46,7 @@ from grpo.learner.batching import TrainSample
 from grpo.metrics import MetricsLogger
 from grpo.rollout.actor import finished_groups, make_rollout_workers, start_streams
 from grpo.rollout.engine import Sample, SamplingConfig
-from rewards.compose import ComposedRewards, RewardComposer
+from rewards.compose import ComposedRewards, RewardComposer, repeat_columns
 
 ACCURACY_REWARDS = ("math_accuracy", "exact_match", "code", "countdown")
 
@@ -137,7 +138,7 @@ class RLLoop:
         tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         sampler = self._prompts(tokenizer)
         resume_from = latest_checkpoint(self.ckpt_root)
-        start_step = json.loads((resume_from / "state.json").read_text())["step"] if resume_from else 0
+        start_step = checkpoint_step(resume_from) if resume_from else 0
         composer = RewardComposer(stage.rewards)
         logger = MetricsLogger(self.stage_dir)
         learners, workers = self._start(resume_from, start_step)
@@ -178,7 +179,7 @@ class RLLoop:
         for index, group in finished_groups(streams):
             received = time.perf_counter()
             row = batch.rows[index]
-            columns = {key: [value] * G for key, value in row.items()}
+            columns = repeat_columns([row], G)
             columns["prompt"] = [batch.prompts[index]] * G
             columns["completion_length"] = [len(s.token_ids) for s in group]
             groups[index], scores[index] = group, composer([s.text for s in group], columns)

@@ -16,9 +16,9 @@ from grpo.data.templates import TEMPLATES
 from grpo.errors import UserError
 from pipelines.context import StageContext, StageResult
 from pipelines.runner import resolve_model_path
-from pipelines.generation import repeat_columns, sample_completions
+from pipelines.generation import sample_completions
 from pipelines.sft import train_sft
-from rewards.compose import RewardComposer
+from rewards.compose import RewardComposer, repeat_columns
 
 
 def run_distill(stage: DistillStage, ctx: StageContext) -> StageResult:

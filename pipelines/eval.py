@@ -15,9 +15,9 @@ from grpo.data.loading import load_rows
 from grpo.data.templates import TEMPLATES
 from pipelines.context import StageContext, StageResult
 from pipelines.eval_metrics import pass_at_k
-from pipelines.generation import repeat_columns, sample_completions
+from pipelines.generation import sample_completions
 from pipelines.runner import _resolve_model
-from rewards.compose import RewardComposer
+from rewards.compose import RewardComposer, repeat_columns
 
 
 def evaluate_model(model_dir, stage: EvalStage, rows: list[dict], ctx: StageContext) -> dict:

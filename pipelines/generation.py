@@ -30,8 +30,3 @@ def sample_completions(model_dir, prompts: list[str], num_samples: int, sampling
         return groups
     finally:
         ray.kill(worker)
-
-
-def repeat_columns(rows: list[dict], times: int) -> dict[str, list]:
-    """Dataset columns with each row's value repeated for each of its `times` completions (reward input)."""
-    return {key: [row.get(key) for row in rows for _ in range(times)] for key in rows[0]}

@@ -18,8 +18,8 @@ from grpo.data.loading import load_rows
 from grpo.data.templates import TEMPLATES
 from grpo.errors import UserError
 from pipelines.context import StageContext, StageResult
-from pipelines.generation import repeat_columns, sample_completions
-from rewards.compose import RewardComposer
+from pipelines.generation import sample_completions
+from rewards.compose import RewardComposer, repeat_columns
 from rewards.registry import get_reward
 
 REASONS = ("incorrect", "truncated", "too_long", "format", "language_mixing", "duplicate", "over_quota")

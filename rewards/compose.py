@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 FALLBACK_SCORE = 0.0
 
 
+def repeat_columns(rows: list[dict], times: int) -> dict[str, list]:
+    """Dataset columns with each row's value repeated for each of its `times` completions (reward input)."""
+    return {key: [row.get(key) for row in rows for _ in range(times)] for key in rows[0]}
+
+
 @dataclass
 class ComposedRewards:
     """Per-sample totals (weighted sums) and, per reward name, the unweighted scores and reasons."""

@@ -81,7 +81,7 @@ def reference_logprobs_full(model: torch.nn.Module, input_ids: torch.Tensor) -> 
 class CompletionLogprobs(torch.nn.Module):
     """`completion_logprobs` of a causal LM as a module: the learner's entry point to its policy and reference.
 
-    Under FSDP2 this module is the root that owns the embeddings, the final norm and the head (sharded.py):
+    Under FSDP2 this module is the root that owns the embeddings, the final norm and the head (grpo/learner/fsdp.py):
     completion_logprobs calls the decoder and the head separately rather than the LM's own forward, so the
     root's hooks, which gather those parameters, must fire on this forward.
     """
