@@ -5,10 +5,12 @@ registered under a name (rewards.registry); a recipe lists RewardSpecs (rewards.
 RewardComposer (rewards.compose) sums with weights. Importing this package registers the built-ins:
 math_accuracy, exact_match (accuracy.py), format, tag_count (format.py), language_consistency
 (language.py), overlong_penalty, cosine_length, repetition_penalty (length.py), reward_model
-(reward_model.py), judge (judge.py), and the sandboxed code reward (code.py) where it exists.
+(reward_model.py), judge (judge.py), countdown (countdown.py) and the sandboxed code reward (code.py).
 """
 
 import rewards.accuracy  # noqa: F401  each of these modules registers its built-in rewards
+import rewards.code  # noqa: F401
+import rewards.countdown  # noqa: F401
 import rewards.format  # noqa: F401
 import rewards.language  # noqa: F401
 import rewards.judge  # noqa: F401
@@ -22,11 +24,5 @@ from rewards.registry import (
     get_reward,
     register_reward,
 )
-
-try:
-    import rewards.code  # noqa: F401  the sandboxed code reward, written separately
-except ModuleNotFoundError as exc:
-    if exc.name != "rewards.code":
-        raise
 
 __all__ = ["DetailedReward", "RewardFn", "RewardOutput", "available_rewards", "get_reward", "register_reward"]

@@ -1,7 +1,8 @@
 """Synthetic verifiable tasks: generators by name, the countdown checker, and solution traces for SFT.
 
 Every generator is deterministic in its seed and returns rows with "id", "question", "answer" (a string)
-and "task"; the generators and checkers live in arithmetic.py and countdown.py.
+and "task"; the generators live in arithmetic.py and countdown.py, the countdown checker with its reward
+(rewards/countdown.py).
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 from typing import Callable
 
 from grpo.data.arithmetic import ARITHMETIC_LEVELS, arithmetic_trace, generate_arithmetic
-from grpo.data.countdown import countdown_is_correct, countdown_trace, generate_countdown
+from grpo.data.countdown import countdown_trace, generate_countdown
+from rewards.countdown import countdown_is_correct
 
 __all__ = ["ARITHMETIC_LEVELS", "TASKS", "countdown_is_correct", "generate_arithmetic", "generate_countdown",
            "solution_trace"]

@@ -10,7 +10,7 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grpo.data.countdown import MAX_EXPRESSION_CHARS
+from rewards.countdown import MAX_EXPRESSION_CHARS
 from grpo.data.tasks import countdown_is_correct, generate_countdown, solution_trace
 
 
