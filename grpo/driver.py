@@ -46,6 +46,7 @@ from grpo.learner.batching import TrainSample
 from grpo.metrics import MetricsLogger
 from grpo.rollout.actor import finished_groups, make_rollout_workers, start_streams
 from grpo.rollout.engine import Sample, SamplingConfig
+from grpo.rollout import judge as _vllm_judge  # noqa: F401  registers the judge reward's vllm backend
 from rewards.compose import ComposedRewards, RewardComposer, repeat_columns
 
 ACCURACY_REWARDS = ("math_accuracy", "exact_match", "code", "countdown")

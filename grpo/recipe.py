@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from grpo.config import Recipe
-from grpo.errors import UserError
+from common.errors import UserError
 
 
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from grpo.config import Recipe
-from grpo.errors import UserError
+from common.errors import UserError
 
 INSTALL = "pip install 'grpo-toolkit[wandb]' (or pip install wandb==0.31.0)"
 

@@ -1,4 +1,4 @@
-"""What a stage receives from the runner and what it hands back."""
+"""What a stage receives from the runner and what it hands back, and how a stage's model references resolve."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from common.errors import UserError
 from grpo.config import Recipe
+from grpo.recipe import looks_like_hub_id
 
 
 @dataclass
@@ -25,3 +27,27 @@ class StageResult:
     model: Path | None  # the model the stage produced (None for eval and rejection sampling)
     summary: dict = field(default_factory=dict)  # small figures for the run table (accuracy, loss, ...)
     dataset: Path | None = None  # the dataset the stage wrote (rejection sampling)
+
+
+def resolve_model_path(value: str, base_dir: Path, where: str):
+    """A local model directory (relative to the recipe's folder) or, if there is none, a hub id as given."""
+    path = Path(value) if Path(value).is_absolute() else base_dir / value
+    if (path / "config.json").exists():
+        return path
+    if looks_like_hub_id(value):
+        return value  # transformers and vLLM fetch it where a hub is reachable
+    raise UserError(f"{where}: no Hugging Face model (config.json) in {path}")
+
+
+def resolve_model_reference(ref: str | None, outputs: dict[str, Path], current: Path, base_dir: Path) -> Path:
+    """A stage's `model:`: None -> `current` (the previous stage's model), "@name" -> that stage's output,
+    else a directory (relative to the recipe's folder)."""
+    if ref is None:
+        return current
+    if ref.startswith("@"):
+        name = ref[1:]
+        if name not in outputs:
+            raise UserError(f"stage model '{ref}': stage '{name}' produced no model")
+        return outputs[name]
+    path = Path(ref)
+    return path if path.is_absolute() else base_dir / path

@@ -13,9 +13,8 @@ from grpo.checkpoint import atomic_directory
 from grpo.config import DistillStage, EvalStage
 from grpo.data.loading import load_rows
 from grpo.data.templates import TEMPLATES
-from grpo.errors import UserError
-from pipelines.context import StageContext, StageResult
-from pipelines.runner import resolve_model_path
+from common.errors import UserError
+from pipelines.context import StageContext, StageResult, resolve_model_path
 from pipelines.generation import sample_completions
 from pipelines.sft import train_sft
 from rewards.compose import RewardComposer, repeat_columns

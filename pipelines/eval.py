@@ -13,10 +13,9 @@ from grpo.cluster import ensure_ray
 from grpo.config import EvalStage
 from grpo.data.loading import load_rows
 from grpo.data.templates import TEMPLATES
-from pipelines.context import StageContext, StageResult
+from pipelines.context import StageContext, StageResult, resolve_model_reference
 from pipelines.eval_metrics import pass_at_k
 from pipelines.generation import sample_completions
-from pipelines.runner import _resolve_model
 from rewards.compose import RewardComposer, repeat_columns
 
 
@@ -54,7 +53,7 @@ def run_eval(stage: EvalStage, ctx: StageContext) -> StageResult:
     rows = [dict(r) for r in load_rows(stage.data, base_dir=ctx.base_dir)]
     targets = {"current": ctx.model_dir}
     for ref in stage.models:
-        targets[ref] = _resolve_model(ref, ctx.outputs, ctx.model_dir, ctx.base_dir)
+        targets[ref] = resolve_model_reference(ref, ctx.outputs, ctx.model_dir, ctx.base_dir)
     table = {}
     for label, model_dir in targets.items():
         result = evaluate_model(model_dir, stage, rows, ctx)

@@ -16,7 +16,7 @@ from collections import Counter
 from grpo.config import RejectionSamplingStage
 from grpo.data.loading import load_rows
 from grpo.data.templates import TEMPLATES
-from grpo.errors import UserError
+from common.errors import UserError
 from pipelines.context import StageContext, StageResult
 from pipelines.generation import sample_completions
 from rewards.compose import RewardComposer, repeat_columns

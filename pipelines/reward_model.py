@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from grpo.config import RewardModelStage
-from grpo.learner.learner import seed_everything
+from grpo.seeding import seed_everything
 from pipelines.context import StageContext, StageResult
 from rewards.reward_model import (
     RewardModel,

@@ -26,12 +26,10 @@ import yaml
 from grpo import progress
 from grpo.checkpoint import atomic_directory, write_json
 from grpo.config import Recipe
-from grpo.errors import UserError
 from grpo.metrics import forwarding_to
-from grpo.recipe import looks_like_hub_id
 from grpo.report import write_report
 from grpo.wandb_run import WandbRun, start_wandb
-from pipelines.context import StageContext, StageResult
+from pipelines.context import StageContext, StageResult, resolve_model_path, resolve_model_reference
 
 
 def stage_runners() -> dict[str, Callable[[object, StageContext], StageResult]]:
@@ -95,7 +93,7 @@ def _run_stages(recipe: Recipe, run_dir: Path, base_dir: Path, state: dict, stat
                     datasets[stage.name] = Path(record["dataset"])
                 bar.advance(1, stage=stage.name)
                 continue
-            model_dir = _resolve_model(stage.model, outputs, current, base_dir)
+            model_dir = resolve_model_reference(stage.model, outputs, current, base_dir)
             stage = _resolve_data(stage, datasets)
             ctx = StageContext(recipe=recipe, run_dir=run_dir, stage_dir=run_dir / "stages" / stage.name,
                                base_dir=base_dir, model_dir=model_dir, outputs=dict(outputs), echo=echo)
@@ -153,16 +151,6 @@ def _initial_model(recipe: Recipe, run_dir: Path, base_dir: Path, echo) -> Path:
     return out
 
 
-def resolve_model_path(value: str, base_dir: Path, where: str):
-    """A local model directory (relative to the recipe's folder) or, if there is none, a hub id as given."""
-    path = Path(value) if Path(value).is_absolute() else base_dir / value
-    if (path / "config.json").exists():
-        return path
-    if looks_like_hub_id(value):
-        return value  # transformers and vLLM fetch it where a hub is reachable
-    raise UserError(f"{where}: no Hugging Face model (config.json) in {path}")
-
-
 def _resolve_data(stage, datasets: dict[str, Path]):
     """A stage reading `data: {source: "@name"}` gets the dataset file that stage `name` wrote."""
     data = getattr(stage, "data", None)
@@ -170,15 +158,3 @@ def _resolve_data(stage, datasets: dict[str, Path]):
         return stage
     path = datasets[data.source[1:]]
     return stage.model_copy(update={"data": data.model_copy(update={"source": str(path)})})
-
-
-def _resolve_model(ref: str | None, outputs: dict[str, Path], current: Path, base_dir: Path) -> Path:
-    if ref is None:
-        return current
-    if ref.startswith("@"):
-        name = ref[1:]
-        if name not in outputs:
-            raise UserError(f"stage model '{ref}': stage '{name}' produced no model")
-        return outputs[name]
-    path = Path(ref)
-    return path if path.is_absolute() else base_dir / path

@@ -19,8 +19,9 @@ from grpo.data.arithmetic import slipped_arithmetic_trace
 from grpo.data.loading import load_rows
 from grpo.data.tasks import solution_trace
 from grpo.data.templates import TEMPLATES, format_r1_completion
-from grpo.errors import UserError
-from grpo.learner.learner import lr_lambda, seed_everything
+from common.errors import UserError
+from grpo.schedule import lr_lambda
+from grpo.seeding import seed_everything
 from grpo.metrics import MetricsLogger
 from pipelines.context import StageContext, StageResult
 

@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from grpo.errors import UserError
+from common.errors import UserError
 from rewards.extract import ExtractStatus, extract_answers, gold_answer
 from rewards.math_equiv import Verdict
 from rewards.registry import DetailedReward, RewardOutput, register_reward

@@ -14,8 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
 
-from grpo.errors import UserError
-from grpo.jsonl import read_json_objects
+from common.errors import UserError
+from common.jsonl import read_json_objects
 from rewards.compose import ComposedRewards, RewardComposer
 from rewards.registry import available_rewards, get_reward
 from rewards.spec import parse_reward_specs

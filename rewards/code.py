@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from grpo.errors import UserError
+from common.errors import UserError
 from rewards.registry import DetailedReward, RewardOutput, register_reward
 from sandbox import Limits, TestSpec, default_sandbox
 

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from grpo.errors import UserError
+from common.errors import UserError
 from rewards.registry import RewardFn, RewardOutput, get_reward, reward_parameters
 from rewards.spec import RewardSpec
 

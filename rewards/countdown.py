@@ -17,7 +17,7 @@ import re
 from fractions import Fraction
 from typing import Any
 
-from grpo.errors import UserError
+from common.errors import UserError
 from rewards.extract import ExtractStatus, extract_answers
 from rewards.registry import DetailedReward, RewardOutput, register_reward
 

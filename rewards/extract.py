@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 
-from grpo.errors import UserError
+from common.errors import UserError
 
 EXTRACTORS = ("boxed", "answer_tag", "gsm8k", "auto")
 

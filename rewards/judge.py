@@ -13,7 +13,7 @@ import string
 from pathlib import Path
 from typing import Any
 
-from grpo.errors import UserError
+from common.errors import UserError
 from rewards.model_host import ModelHost, check_model_dir, torch_dtype
 from rewards.registry import DetailedReward, RewardOutput, register_reward
 
@@ -90,29 +90,16 @@ class Judge:
         return out
 
 
-class VllmJudge(Judge):
-    """The same judge served by a vLLM engine (the default backend): batched, paged, and the engine the
-    rollout workers use. The engine runs in vLLM's own engine-core process, so the reward's host process
-    (the RL driver) keeps its threads."""
-
-    def __init__(self, model_dir: str | Path, dtype: str = "float32", max_new_tokens: int = 64) -> None:
-        from grpo.rollout.engine import RolloutEngine, SamplingConfig
-
-        check_model_dir(model_dir)
-        self.engine = RolloutEngine(model_dir, dtype=dtype, kv_cache_gib=0.5)
-        self.tokenizer = self.engine.tokenizer
-        self.sampling = SamplingConfig(temperature=0.0, max_tokens=max_new_tokens)
-
-    def judge(self, requests: list[str], batch_size: int = 8) -> list[str]:
-        """The judge's text for each request (vLLM schedules the whole list; batch_size is not needed)."""
-        groups = self.engine.generate([self._render(r) for r in requests], 1, self.sampling)
-        return [group[0].text for group in groups]
-
-    def close(self) -> None:
-        self.engine.close()
+# Judge backends by name. "transformers" (generate()) lives here; "vllm", the default, is registered by
+# grpo/rollout/judge.py beside the rollout engine that serves it (rewards sit below the RL core, so the
+# engine is handed in from above rather than imported from here). The `grpo` command registers it.
+_HOSTS: dict[str, ModelHost] = {"transformers": ModelHost(Judge)}
 
 
-_HOSTS = {"vllm": ModelHost(VllmJudge), "transformers": ModelHost(Judge)}
+def register_judge_backend(name: str, judge_class: type) -> None:
+    """Make `backend: name` serve the judge with `judge_class` (a Judge subclass: same constructor and
+    `judge(requests, batch_size)`). Registering a name again replaces it (modules may be re-imported)."""
+    _HOSTS[name] = ModelHost(judge_class)
 
 
 class GenerativeJudge(DetailedReward):
@@ -144,7 +131,9 @@ class GenerativeJudge(DetailedReward):
     ) -> list[RewardOutput]:
         check_template(template)
         if backend not in _HOSTS:
-            raise UserError(f"judge backend must be one of {sorted(_HOSTS)}, got {backend!r}")
+            hint = (" (the vllm backend is registered by importing grpo.rollout.judge, as the `grpo` command "
+                    "and the pipeline stages do)" if backend == "vllm" else "")
+            raise UserError(f"judge backend must be one of {sorted(_HOSTS)}, got {backend!r}{hint}")
         questions = prompt or [""] * len(completions)
         references = answer or [""] * len(completions)
         requests = [template.format(question=q, reference=r, completion=c)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from grpo.errors import UserError
+from common.errors import UserError
 from rewards.registry import DetailedReward, RewardOutput, register_reward
 
 # Script -> character class. CJK scripts count per character, alphabetic ones per run of letters.

@@ -11,7 +11,7 @@ import math
 import re
 from typing import Any
 
-from grpo.errors import UserError
+from common.errors import UserError
 from rewards.accuracy import CHECKER, DEFAULT_MAX_ANSWER_CHARS, DEFAULT_TIMEOUT_S
 from rewards.math_equiv import Verdict
 from rewards.registry import DetailedReward, RewardOutput, register_reward

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from grpo.errors import UserError
+from common.errors import UserError
 
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
 

@@ -17,7 +17,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from grpo.errors import UserError
+from common.errors import UserError
 
 RewardFn = Callable[..., list[float]]  # (completions: list[str], **columns) -> list[float]
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from grpo.errors import UserError
-from grpo.jsonl import read_json_objects
+from common.errors import UserError
+from common.jsonl import read_json_objects
 from rewards.model_host import ModelHost, check_model_dir, torch_dtype
 from rewards.registry import DetailedReward, RewardOutput, register_reward
 

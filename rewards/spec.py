@@ -19,7 +19,7 @@ from typing import Any
 import pydantic
 import yaml
 
-from grpo.errors import UserError
+from common.errors import UserError
 from rewards.registry import available_rewards, get_reward, reward_parameters
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from grpo.errors import UserError
+from common.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

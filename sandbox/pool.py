@@ -24,7 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable
 
-from grpo.errors import UserError
+from common.errors import UserError
 from sandbox.judge import judge
 from sandbox.results import COMPILE_ERROR, TIMEOUT, SandboxResult, TestResult
 from sandbox.runtime import codec

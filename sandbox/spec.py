@@ -21,7 +21,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from grpo.errors import UserError
+from common.errors import UserError
 
 MODES = ("stdio", "call", "assert")
 

@@ -2,7 +2,7 @@
 
 No I/O, no Ray, no model code: tensors in, tensors (and float metrics) out. Rows are group-contiguous:
 rows [b*G:(b+1)*G] are the G = num_generations samples of prompt b. Invalid options and inputs raise
-grpo.errors.UserError with a message naming the argument.
+common.errors.UserError with a message naming the argument.
 """
 
 from grpo.algorithms.advantages import (

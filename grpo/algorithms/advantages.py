@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 import torch
 from torch import Tensor
 
-from grpo.errors import UserError
+from common.errors import UserError
 
 ScaleRewards = Literal["group", "batch", "none"]
 

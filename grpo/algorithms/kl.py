@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from grpo.errors import UserError
+from common.errors import UserError
 
 KLEstimator = Literal["k1", "k2", "k3"]
 KL_ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3")

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from grpo.algorithms.kl import KL_ESTIMATORS, MAX_LOG_RATIO, KLEstimator, kl_estimate
-from grpo.errors import UserError
+from common.errors import UserError
 
 LossType = Literal["grpo", "dapo", "dr_grpo"]
 LOSS_TYPES: tuple[str, ...] = ("grpo", "dapo", "dr_grpo")

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from grpo.algorithms.advantages import as_groups
 from grpo.algorithms.kl import kl_estimate
-from grpo.errors import UserError
+from common.errors import UserError
 
 
 def uniform_groups(rewards: Tensor, num_generations: int) -> Tensor:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from grpo.data.records import Record, map_record, read_records
-from grpo.errors import UserError
+from common.errors import UserError
 
 SHARED_DATA_ENV = "GRPO_SHARED_DATA"
 FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"

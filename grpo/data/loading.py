@@ -17,7 +17,7 @@ from grpo.data.adapters import ADAPTERS, adapter_rows
 from grpo.data.records import map_record, read_records
 from grpo.data.spec import DatasetSpec
 from grpo.data.tasks import TASKS
-from grpo.errors import UserError
+from common.errors import UserError
 
 
 def load_rows(spec: DatasetSpec, base_dir: Path | None = None) -> Dataset:

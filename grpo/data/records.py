@@ -14,8 +14,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from grpo.errors import UserError
-from grpo.jsonl import read_json_objects
+from common.errors import UserError
+from common.jsonl import read_json_objects
 
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
 REQUIRED_COLUMNS = ("question", "answer")

@@ -11,13 +11,10 @@ and the reference are sharded over the ranks (grpo/learner/fsdp.py) and FSDP2 su
 from __future__ import annotations
 
 import math
-import os
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -27,6 +24,8 @@ from grpo.learner import fsdp
 from grpo.learner.batching import TrainSample, collate, pack_by_token_budget
 from grpo.learner.logprobs import CompletionLogprobs
 from grpo.learner.moe import RouterProbe
+from grpo.schedule import lr_lambda
+from grpo.seeding import rng_state, seed_everything, set_rng_state
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -358,34 +357,3 @@ def _to(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
 def _split(items: list, parts: int) -> list[list]:
     size = math.ceil(len(items) / parts)
     return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
-
-
-def lr_lambda(schedule: str, warmup: int, total: int):
-    def f(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        if schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * progress))
-        if schedule == "linear":
-            return 1.0 - progress
-        return 1.0
-
-    return f
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
-
-
-def rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])

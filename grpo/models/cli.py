@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from grpo.errors import UserError
+from common.errors import UserError
 from grpo.models.factory import DTYPES, MODEL_PRESETS, build_config, count_parameters, make_model
 
 

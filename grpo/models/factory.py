@@ -25,7 +25,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from grpo.errors import UserError
+from common.errors import UserError
 from grpo.models.tokenizer import IM_END, PAD_TOKEN, train_tokenizer
 
 MODEL_PRESETS: dict[str, dict[str, Any]] = {

@@ -24,7 +24,7 @@ from transformers import PreTrainedTokenizerFast
 
 from grpo.data.tasks import ARITHMETIC_LEVELS, generate_arithmetic, generate_countdown, solution_trace
 from grpo.data.templates import format_r1_completion, format_r1_zero
-from grpo.errors import UserError
+from common.errors import UserError
 
 PAD_TOKEN = "<|endoftext|>"
 IM_START = "<|im_start|>"

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from grpo.errors import UserError
+from common.errors import UserError
 
 
 def vllm_engine_kwargs(model_dir: str | Path, dtype: str = "float32") -> dict[str, Any]:

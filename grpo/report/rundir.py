@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from grpo.checkpoint import latest_checkpoint
-from grpo.errors import UserError
+from common.errors import UserError
 
 STATE_FILE = "run_state.json"
 

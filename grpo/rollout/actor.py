@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from grpo.errors import UserError
+from common.errors import UserError
 from grpo.rollout.engine import RolloutEngine, Sample, SamplingConfig
 
 

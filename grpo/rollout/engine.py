@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from grpo.errors import UserError
+from common.errors import UserError
 from grpo.rollout.weights_io import (SYNC_DIR, check_shapes, checkpoint_layout, read_shapes, skeleton,
                                      weight_files, write_safetensors)
 

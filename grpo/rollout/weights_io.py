@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from grpo.errors import UserError
+from common.errors import UserError
 
 # RAM-backed where it exists (Linux), so writing and reading the file are memory copies.
 SYNC_DIR = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())

@@ -41,7 +41,7 @@ def recipe_file(tmp_path: Path, model_dir: Path, address: str) -> Path:
 
 
 def grpo(*args: str) -> list[str]:
-    return [sys.executable, "-m", "grpo.cli", *args]
+    return [sys.executable, "-m", "pipelines.cli", *args]
 
 
 def test_sigkill_mid_training_then_resume_matches_uninterrupted(ray_cluster, tiny_qwen2_dir, tmp_path):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from grpo.errors import UserError
+from common.errors import UserError
 from grpo.models.factory import load_policy
 from grpo.rollout.actor import gather, make_rollout_workers, split_prompts
 from grpo.rollout.engine import SamplingConfig, _merge_engine_args

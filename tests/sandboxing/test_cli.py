@@ -2,7 +2,7 @@
 
 import json
 
-from grpo.cli import main
+from pipelines.cli import main
 
 
 def test_check_reports_every_layer(capsys):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from grpo.errors import UserError
+from common.errors import UserError
 from rewards import get_reward
 from rewards.code import extract_code
 

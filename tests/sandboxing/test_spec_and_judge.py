@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from grpo.errors import UserError
+from common.errors import UserError
 from sandbox import Limits, TestSpec
 from sandbox.judge import judge_test, normalize_stdout, values_equal
 from sandbox.pool import IsolationError, check_isolation

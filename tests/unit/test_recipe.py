@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grpo.cli import main
-from grpo.errors import UserError
+from pipelines.cli import main
+from common.errors import UserError
 from grpo.recipe import apply_override, load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -208,7 +208,7 @@ def _command_paths(parser, prefix=()):
 
 def test_help_of_every_command(capsys):
     """`grpo --help` and the help of every (sub)command exit 0 and describe the command."""
-    from grpo.cli import build_parser
+    from pipelines.cli import build_parser
 
     paths = list(_command_paths(build_parser()))
     assert {("validate",), ("run",), ("models", "make"), ("rewards", "score"), ("sandbox", "check"),

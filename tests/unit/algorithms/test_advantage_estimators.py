@@ -10,7 +10,7 @@ from grpo.algorithms import (
     compute_advantages,
     process_supervision_advantages,
 )
-from grpo.errors import UserError
+from common.errors import UserError
 
 
 def t(values):

@@ -13,7 +13,7 @@ from grpo.algorithms import (
     overlong_penalty,
     policy_loss,
 )
-from grpo.errors import UserError
+from common.errors import UserError
 
 
 def test_dynamic_sampling_drops_groups_with_equal_rewards():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from grpo.algorithms import kl_estimate
-from grpo.errors import UserError
+from common.errors import UserError
 
 # pi_theta = 0.5, pi_ref = 0.25: log r = -ln 2.  pi_theta = 0.2, pi_ref = 0.6: r = 3, log r = ln 3.
 LOGP = torch.tensor([math.log(0.5), math.log(0.2)], dtype=torch.float64)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from grpo.algorithms import METRIC_NAMES, PolicyLossConfig, aggregate_loss, policy_loss
-from grpo.errors import UserError
+from common.errors import UserError
 
 NAN = float("nan")
 RATIOS = [[1.1, 1.3, 0.7], [0.7, 1.5, 1.0]]

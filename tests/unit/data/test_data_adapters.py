@@ -12,7 +12,7 @@ import pytest
 from grpo.data.adapters import FIXTURES_DIR, SHARED_DATA_ENV, gsm8k_final_answer, shared_data_dir
 from grpo.data.loading import load_rows
 from grpo.data.spec import DatasetSpec
-from grpo.errors import UserError
+from common.errors import UserError
 
 REPO = Path(__file__).resolve().parents[3]
 SHARED = shared_data_dir()

@@ -13,7 +13,7 @@ from grpo.data.loading import is_held_out, load_rows, task_seed
 from grpo.data.records import answer_text
 from grpo.data.spec import DatasetSpec
 from grpo.data.tasks import generate_arithmetic, generate_countdown
-from grpo.errors import UserError
+from common.errors import UserError
 
 ROWS = [{"problem": f"What is {i} + {i}?", "solution": 2 * i, "level": i % 3, "source": "made up"}
         for i in range(1, 41)]

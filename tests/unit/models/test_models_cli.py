@@ -5,8 +5,8 @@ import json
 import pytest
 from transformers import AutoConfig
 
-from grpo.cli import main
-from grpo.errors import UserError
+from pipelines.cli import main
+from common.errors import UserError
 from grpo.models.cli import parse_overrides
 from grpo.models.factory import MODEL_PRESETS
 

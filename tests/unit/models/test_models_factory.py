@@ -7,7 +7,7 @@ import torch
 from safetensors import safe_open
 from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
-from grpo.errors import UserError
+from common.errors import UserError
 from grpo.models.factory import MODEL_PRESETS, build_config, count_parameters, load_policy, make_model
 
 

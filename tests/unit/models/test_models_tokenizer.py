@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grpo.errors import UserError
+from common.errors import UserError
 from grpo.models.tokenizer import REASONING_TOKENS, SPECIAL_TOKENS, train_tokenizer
 
 

@@ -8,7 +8,7 @@ import re
 import pytest
 from PIL import Image
 
-from grpo.errors import UserError
+from common.errors import UserError
 from grpo.report import write_report
 from grpo.report.rundir import load_run, run_status
 

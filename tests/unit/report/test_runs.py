@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from grpo.errors import UserError
+from common.errors import UserError
 from grpo.report.cli import register
 from grpo.report.rundir import find_runs, load_run, run_status
 

@@ -9,7 +9,7 @@ from functools import partial
 import pytest
 
 from grpo.config import Recipe
-from grpo.errors import UserError
+from common.errors import UserError
 from grpo.metrics import MetricsLogger, forwarding_to
 from grpo.recipe import validate_recipe
 from grpo.wandb_run import flatten, start_wandb

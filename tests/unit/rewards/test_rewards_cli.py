@@ -2,7 +2,7 @@
 
 import json
 
-from grpo.cli import main
+from pipelines.cli import main
 
 
 def _write(path, rows):

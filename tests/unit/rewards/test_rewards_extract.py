@@ -2,7 +2,7 @@
 
 import pytest
 
-from grpo.errors import UserError
+from common.errors import UserError
 from rewards.extract import ExtractStatus, extract_answers, gold_answer, strip_math_delimiters
 from rewards.math_equiv import count_list_items, normalize_answer
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from grpo.errors import UserError
+from common.errors import UserError
 from rewards import get_reward
 from rewards.format import check_r1_format, count_tags
 from rewards.language import language_share, reasoning_text

@@ -2,7 +2,7 @@
 
 import pytest
 
-from grpo.errors import UserError
+from common.errors import UserError
 from rewards import get_reward
 from rewards.length import completion_lengths, cosine_scaled, overlong_penalty, repetition_penalty
 

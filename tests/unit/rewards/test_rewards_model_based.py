@@ -6,9 +6,10 @@ import random
 import pytest
 import torch
 
-from grpo.cli import main
-from grpo.errors import UserError
+from pipelines.cli import main
+from common.errors import UserError
 from rewards import get_reward
+from grpo.rollout import judge as _vllm_judge  # noqa: F401  the judge's default backend
 from rewards.judge import check_template, parse_judgment
 from rewards.reward_model import (
     RewardModel,
@@ -90,7 +91,7 @@ def test_ray_actor_without_a_cluster_is_a_user_error(trained_rm):
     import subprocess
     import sys
 
-    code = ("from grpo.errors import UserError\nfrom rewards.registry import get_reward\n"
+    code = ("from common.errors import UserError\nfrom rewards.registry import get_reward\n"
             "try:\n    get_reward('reward_model')(['x'], model_path=%r, ray_actor=True)\n"
             "except UserError as exc:\n    print('USER ERROR:', exc)\n") % str(trained_rm[1])
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

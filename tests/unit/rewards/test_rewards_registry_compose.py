@@ -9,7 +9,7 @@ import math
 import pydantic
 import pytest
 
-from grpo.errors import UserError
+from common.errors import UserError
 from rewards import DetailedReward, RewardOutput, available_rewards, get_reward, register_reward
 from rewards.accuracy import CHECKER
 from rewards.compose import FALLBACK_SCORE, RewardComposer

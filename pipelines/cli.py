@@ -1,8 +1,8 @@
-"""The `grpo` command line.
+"""The `grpo` command line: the top of the import chain, so it may reach every package.
 
 Each command group lives next to the code it drives and exposes `register(subparsers)`; this file only
 collects them, so adding a command never means editing a central switch. User errors (a bad recipe,
-a missing file) are raised as `grpo.errors.UserError` and printed as one line, without a traceback.
+a missing file) are raised as `common.errors.UserError` and printed as one line, without a traceback.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ import argparse
 import importlib
 import sys
 
+from common.errors import UserError
 from grpo import progress
-from grpo.errors import UserError
+from grpo.rollout import judge as _vllm_judge  # noqa: F401  registers the judge reward's vllm backend
 
 # "module:function" for each command group; each function adds its subparser(s) and sets `func`.
 COMMAND_GROUPS = [
-    "grpo.commands:register",          # validate, run
+    "pipelines.recipe_commands:register",  # validate, run
     "grpo.models.cli:register",        # models make
     "rewards.cli:register",            # rewards score
     "sandbox.cli:register",            # sandbox check / run

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from grpo.errors import UserError
+from common.errors import UserError
 
 
 def read_json_objects(path: str | Path) -> list[tuple[int, dict[str, Any]]]:

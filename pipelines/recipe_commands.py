@@ -1,4 +1,4 @@
-"""`grpo validate` and `grpo run`: the recipe commands."""
+"""`grpo validate` and `grpo run`: the recipe commands (the runner is pipelines/runner.py)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def _validate(args) -> int:
 
 def _run(args) -> int:
     from grpo import progress
-    from grpo.errors import UserError
+    from common.errors import UserError
     from pipelines.runner import run_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
