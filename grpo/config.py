@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from grpo.data.spec import DatasetSpec
 from rewards.spec import RewardSpec
+from rewards.steps import available_step_rewards, is_step_reward
 
 
 class Strict(BaseModel):
@@ -91,6 +92,11 @@ class AlgorithmConfig(Strict):
     tis_cap: float | None = Field(2.0, gt=0, description="Truncated importance sampling cap (rollout vs learner).")
     dynamic_sampling: bool = Field(False, description="Drop groups whose rewards are all equal (DAPO).")
     mask_truncated_completions: bool = False
+    supervision: Literal["outcome", "process"] = Field("outcome", description=(
+        "outcome: one advantage per response from the stage's rewards. process: DeepSeekMath's process "
+        "supervision: the stage's step_reward scores each step, the outcome reward scores a last step at the "
+        "final token, every step of a group is normalised together, and a token's advantage is the sum of "
+        "the normalised rewards of the steps at or after it."))
 
 
 class LoraConfig(Strict):
@@ -164,6 +170,8 @@ class RLStage(StageBase):
     type: Literal["rl"]
     data: DatasetSpec
     rewards: list[RewardSpec] = Field(min_length=1)
+    step_reward: RewardSpec | None = Field(None, description=(
+        "A step reward (arithmetic_steps, process_reward_model) for algorithm.supervision: process."))
     steps: int = Field(10, ge=1)
     prompts_per_step: int = Field(8, ge=1)
     num_iterations: int = Field(1, ge=1, description="Updates per batch (mu in DeepSeekMath).")
@@ -172,6 +180,23 @@ class RLStage(StageBase):
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
     checkpoint_every: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _process_supervision(self) -> "RLStage":
+        process = self.algorithm.supervision == "process"
+        if process and self.step_reward is None:
+            raise ValueError("algorithm.supervision process needs a step_reward, one of: "
+                             f"{', '.join(available_step_rewards())}")
+        if self.step_reward is not None:
+            if not process:
+                raise ValueError("step_reward is used by process supervision: set algorithm.supervision: process")
+            if not is_step_reward(self.step_reward.name):
+                raise ValueError(f"step_reward {self.step_reward.name!r} does not score steps; step rewards: "
+                                 f"{', '.join(available_step_rewards())}")
+            if self.algorithm.advantage_estimator != "grpo" or self.algorithm.importance_sampling_level != "token":
+                raise ValueError("process supervision normalises step rewards itself and gives per-token "
+                                 "advantages: it needs advantage_estimator grpo and importance_sampling_level token")
+        return self
 
     @model_validator(mode="after")
     def _off_policy_is_corrected(self) -> "RLStage":

@@ -44,10 +44,12 @@ from grpo.data.templates import TEMPLATES
 from grpo.learner.actor import make_learners
 from grpo.learner.batching import TrainSample
 from grpo.metrics import MetricsLogger
+from grpo.process_supervision import process_advantages
 from grpo.rollout.actor import finished_groups, make_rollout_workers, start_streams
 from grpo.rollout.engine import Sample, SamplingConfig
 from grpo.rollout import judge as _vllm_judge  # noqa: F401  registers the judge reward's vllm backend
 from rewards.compose import ComposedRewards, RewardComposer, repeat_columns
+from rewards.steps import StepScore, StepScorer
 
 ACCURACY_REWARDS = ("math_accuracy", "exact_match", "code", "countdown")
 
@@ -60,12 +62,14 @@ class PromptBatch:
 
 @dataclass
 class Rollout:
-    """One step's batch, sampled and scored: groups and scores in prompt order, and the rollout's timings."""
+    """One step's batch, sampled and scored: groups and scores in prompt order, and the rollout's timings.
+    `steps` holds each sample's scored steps (process supervision), else None."""
 
     batch: PromptBatch
     groups: list[list[Sample]]
     scored: ComposedRewards
     timings: dict[str, float]
+    steps: list[list[StepScore]] | None = None
 
 
 class PromptSampler:
@@ -141,6 +145,8 @@ class RLLoop:
         resume_from = latest_checkpoint(self.ckpt_root)
         start_step = checkpoint_step(resume_from) if resume_from else 0
         composer = RewardComposer(stage.rewards)
+        self.step_scorer = StepScorer(stage.step_reward) if stage.step_reward else None
+        self.tokenizer = tokenizer
         logger = MetricsLogger(self.stage_dir)
         learners, workers = self._start(resume_from, start_step)
         samples_log = (self.stage_dir / "samples.jsonl").open("a")
@@ -161,6 +167,8 @@ class RLLoop:
             samples_log.close()
             logger.close()
             composer.close()
+            if self.step_scorer:
+                self.step_scorer.close()
             for actor in learners + workers:
                 ray.kill(actor)
         return final_dir
@@ -176,6 +184,7 @@ class RLLoop:
         streams = start_streams(workers, batch.prompts, G, sampling)
         groups: dict[int, list[Sample]] = {}
         scores: dict[int, ComposedRewards] = {}
+        steps: dict[int, list[list[StepScore]]] = {}
         exposed_s = overlapped_s = 0.0
         for index, group in finished_groups(streams):
             received = time.perf_counter()
@@ -184,6 +193,8 @@ class RLLoop:
             columns["prompt"] = [batch.prompts[index]] * G
             columns["completion_length"] = [len(s.token_ids) for s in group]
             groups[index], scores[index] = group, composer([s.text for s in group], columns)
+            if self.step_scorer:
+                steps[index] = self.step_scorer([s.text for s in group], columns)
             scoring_s = time.perf_counter() - received
             if len(groups) < len(batch.prompts):
                 overlapped_s += scoring_s  # other groups were still being generated meanwhile
@@ -194,7 +205,7 @@ class RLLoop:
             "timing/generate": received - started,  # until the last group arrived
             "timing/reward": exposed_s,
             "timing/reward_overlapped": overlapped_s,
-        })
+        }, steps=[s for i in order for s in steps[i]] if self.step_scorer else None)
 
     def step(self, step: int, rollout: Rollout, sampler: PromptSampler, composer: RewardComposer, learners,
              workers, samples_log) -> tuple[dict, Rollout | None]:
@@ -214,14 +225,9 @@ class RLLoop:
         dropped = 0
         if algo.dynamic_sampling:
             keep, dropped = dynamic_sampling_mask(rewards, G)
-        # Advantages over the kept groups only, so batch-level statistics (reinforce_pp_baseline) exclude
-        # the groups dynamic sampling dropped.
         kept = [g for g in range(len(groups)) if keep[g]]
         kept_rewards = torch.cat([rewards[g * G : (g + 1) * G] for g in kept]) if kept else rewards[:0]
-        advantages = compute_advantages(kept_rewards, G, estimator=algo.advantage_estimator,
-                                        scale_rewards=algo.scale_rewards) if kept else kept_rewards
-        if algo.negative_advantage_scale != 1.0:
-            advantages = scale_negative_advantages(advantages, algo.negative_advantage_scale)
+        per_sample = self._advantages(rollout, kept, rewards)
         samples = []
         for slot, g in enumerate(kept):
             for j, s in enumerate(groups[g]):
@@ -230,8 +236,10 @@ class RLLoop:
                     continue
                 samples.append(TrainSample(
                     prompt_ids=list(s.prompt_token_ids), completion_ids=list(s.token_ids),
-                    advantage=float(advantages[slot * G + j]), rollout_logprobs=list(s.logprobs),
+                    advantage=per_sample[slot * G + j], rollout_logprobs=list(s.logprobs),
                     truncated=truncated))
+        # One number per response for the statistics: the mean over its tokens under process supervision.
+        advantages = torch.tensor([a if isinstance(a, float) else sum(a) / max(1, len(a)) for a in per_sample])
 
         shards = [samples[r :: len(learners)] for r in range(len(learners))]
         training = [a.train.remote(shard, len(samples)) for a, shard in zip(learners, shards)]
@@ -266,6 +274,16 @@ class RLLoop:
                                                                           1e-9),
             "sync/seconds": max(r.get("sync/seconds", t_sync) for r in sync_results),
         })
+        if rollout.steps is not None:
+            step_scores = [s.score for row in rollout.steps for s in row]
+            token_spread = [torch.tensor(a).std().item() for a in per_sample if isinstance(a, list) and len(a) > 1]
+            metrics.update({
+                "process/steps_per_sample": len(step_scores) / len(rollout.steps),
+                "process/step_score_mean": sum(step_scores) / len(step_scores) if step_scores else 0.0,
+                # How much the advantage varies along a response: 0 would mean outcome supervision in effect.
+                "process/token_advantage_spread": sum(token_spread) / len(token_spread) if token_spread else 0.0,
+                "process/step_reward_errors": float(self.step_scorer.errors),
+            })
         if kept:
             metrics.update({k: v for k, v in advantage_stats(advantages, kept_rewards, G).items()
                             if k.startswith(("advantage/", "frac_"))})
@@ -276,6 +294,26 @@ class RLLoop:
                 break
         self._log_samples(samples_log, step, groups, scored, batch, G)
         return metrics, upcoming
+
+    def _advantages(self, rollout: Rollout, kept: list[int], rewards: torch.Tensor) -> list[float | list[float]]:
+        """The advantage of every sample of the kept groups (group-contiguous): one number (outcome
+        supervision) or one per completion token (process supervision)."""
+        algo, G = self.stage.algorithm, self.stage.algorithm.num_generations
+        indices = [i for g in kept for i in range(g * G, (g + 1) * G)]
+        if not indices:
+            return []
+        if algo.supervision == "process":
+            flat = [s for group in rollout.groups for s in group]
+            per_token = process_advantages(
+                self.tokenizer, [flat[i].token_ids for i in indices], [rollout.steps[i] for i in indices],
+                rewards[indices], G, scale_rewards=algo.scale_rewards)
+            return [scale_negative_advantages(torch.tensor(a), algo.negative_advantage_scale).tolist()
+                    for a in per_token]
+        # Over the kept groups only, so batch-level statistics (reinforce_pp_baseline) exclude the groups
+        # dynamic sampling dropped.
+        advantages = compute_advantages(rewards[indices], G, estimator=algo.advantage_estimator,
+                                        scale_rewards=algo.scale_rewards)
+        return scale_negative_advantages(advantages, algo.negative_advantage_scale).tolist()
 
     def _log_samples(self, out, step, groups, scored, batch, G) -> None:
         """Best and worst completion of the first groups, with their reward components (for the report)."""

@@ -62,6 +62,25 @@ class ComposedRewards:
         }
 
 
+def reward_arguments(spec: RewardSpec, fn: RewardFn, columns: dict[str, list]) -> dict[str, Any]:
+    """The keyword arguments of one reward call: the dataset columns and the spec's options. An option that
+    collides with a column, or a required parameter neither provides, is a UserError naming it."""
+    collisions = sorted(set(spec.kwargs) & set(columns))
+    if collisions:
+        raise UserError(
+            f"reward {spec.name!r}: option(s) {', '.join(collisions)} collide with dataset columns"
+        )
+    arguments = {**columns, **spec.kwargs}
+    required = [p.name for p in reward_parameters(fn).values() if p.default is p.empty]
+    missing = [name for name in required if name not in arguments]
+    if missing:
+        raise UserError(
+            f"reward {spec.name!r} needs {', '.join(map(repr, missing))}: a dataset column or an option "
+            f"in its kwargs (columns given: {', '.join(sorted(columns)) or 'none'})"
+        )
+    return arguments
+
+
 def _run(fn: RewardFn, completions: list[str], arguments: dict[str, Any]) -> list[RewardOutput]:
     """Call a reward (with details when it offers them) and check what it returned."""
     if hasattr(fn, "score_with_details"):
@@ -92,27 +111,11 @@ class RewardComposer:
         self.specs = list(specs)
         self._fns = {spec.name: get_reward(spec.name) for spec in specs}
 
-    def _arguments(self, spec: RewardSpec, columns: dict[str, list]) -> dict[str, Any]:
-        collisions = sorted(set(spec.kwargs) & set(columns))
-        if collisions:
-            raise UserError(
-                f"reward {spec.name!r}: option(s) {', '.join(collisions)} collide with dataset columns"
-            )
-        arguments = {**columns, **spec.kwargs}
-        required = [p.name for p in reward_parameters(self._fns[spec.name]).values() if p.default is p.empty]
-        missing = [name for name in required if name not in arguments]
-        if missing:
-            raise UserError(
-                f"reward {spec.name!r} needs {', '.join(map(repr, missing))}: a dataset column or an option "
-                f"in its kwargs (columns given: {', '.join(sorted(columns)) or 'none'})"
-            )
-        return arguments
-
     def _score(
         self, spec: RewardSpec, completions: list[str], columns: dict[str, list], errors: list[dict[str, Any]]
     ) -> list[RewardOutput]:
         fn = self._fns[spec.name]
-        arguments = self._arguments(spec, columns)
+        arguments = reward_arguments(spec, fn, columns)
         try:
             return _run(fn, completions, arguments)
         except UserError:

@@ -77,8 +77,9 @@ def available_rewards() -> list[str]:
 
 def reward_parameters(fn: RewardFn) -> dict[str, inspect.Parameter]:
     """The named keyword parameters (options and columns) a reward declares, `completions` and
-    `**kwargs` excluded; read from `score_with_details` when the reward has one."""
-    target = getattr(fn, "score_with_details", fn)
+    `**kwargs` excluded; read from `score_steps` for a step reward (rewards/steps.py), else from
+    `score_with_details` when the reward has one."""
+    target = getattr(fn, "score_steps", None) or getattr(fn, "score_with_details", fn)
     params = list(inspect.signature(target).parameters.values())[1:]  # the first takes the completions
     return {
         p.name: p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)

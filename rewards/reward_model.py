@@ -167,7 +167,7 @@ def train_reward_model(
     return history
 
 
-_HOST = ModelHost(RewardModel)
+REWARD_MODEL_HOST = ModelHost(RewardModel)  # shared with the process reward model (rewards/steps.py)
 
 
 class ModelReward(DetailedReward):
@@ -193,11 +193,11 @@ class ModelReward(DetailedReward):
     ) -> list[RewardOutput]:
         prompts = [p if isinstance(p, str) else "" for p in (prompt or [""] * len(completions))]
         init = {"model_dir": str(model_path), "dtype": dtype, "max_length": max_length}
-        scores = _HOST.call("score", init, ray_actor, num_gpus, prompts, completions, batch_size)
+        scores = REWARD_MODEL_HOST.call("score", init, ray_actor, num_gpus, prompts, completions, batch_size)
         return [RewardOutput(float(s)) for s in scores]
 
     def close(self) -> None:
-        _HOST.close()
+        REWARD_MODEL_HOST.close()
 
 
 reward_model = register_reward("reward_model")(ModelReward())

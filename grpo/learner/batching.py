@@ -13,7 +13,7 @@ class TrainSample:
 
     prompt_ids: list[int]
     completion_ids: list[int]
-    advantage: float
+    advantage: float | list[float]  # one per response (outcome supervision) or one per token (process)
     rollout_logprobs: list[float] | None = None
     old_logprobs: list[float] | None = None  # filled by the learner when a batch gets more than one update
     ref_logprobs: list[float] | None = None  # filled by the learner when beta > 0
@@ -53,7 +53,7 @@ class MicroBatch:
     attention_mask: torch.Tensor  # [B, L]
     prompt_lengths: list[int]
     completion_mask: torch.Tensor  # [B, T] 1 where the completion token counts
-    advantages: torch.Tensor  # [B]
+    advantages: torch.Tensor  # [B], or [B, T] when any sample has per-token advantages
     rollout_logprobs: torch.Tensor | None  # [B, T]
     old_logprobs: torch.Tensor | None
     ref_logprobs: torch.Tensor | None
@@ -86,8 +86,24 @@ def collate(samples: list[TrainSample], pad_id: int) -> MicroBatch:
         attention_mask=attention_mask,
         prompt_lengths=[len(s.prompt_ids) for s in samples],
         completion_mask=completion_mask,
-        advantages=torch.tensor([s.advantage for s in samples], dtype=torch.float32),
+        advantages=_advantages(samples, max_completion),
         rollout_logprobs=per_token("rollout_logprobs"),
         old_logprobs=per_token("old_logprobs"),
         ref_logprobs=per_token("ref_logprobs"),
     )
+
+
+def _advantages(samples: list[TrainSample], max_completion: int) -> torch.Tensor:
+    """[B] when every advantage is one number; else [B, T], a per-response number repeated on its tokens."""
+    if all(isinstance(s.advantage, (int, float)) for s in samples):
+        return torch.tensor([float(s.advantage) for s in samples], dtype=torch.float32)
+    out = torch.zeros((len(samples), max_completion), dtype=torch.float32)
+    for row, s in enumerate(samples):
+        if isinstance(s.advantage, (int, float)):
+            out[row, : len(s.completion_ids)] = float(s.advantage)
+        else:
+            if len(s.advantage) != len(s.completion_ids):
+                raise ValueError(f"sample {row}: {len(s.advantage)} per-token advantages for "
+                                 f"{len(s.completion_ids)} completion tokens")
+            out[row, : len(s.advantage)] = torch.tensor(s.advantage, dtype=torch.float32)
+    return out
