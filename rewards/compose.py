@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from common.errors import UserError
 from rewards.registry import RewardFn, RewardOutput, get_reward, reward_parameters
@@ -81,6 +81,31 @@ def reward_arguments(spec: RewardSpec, fn: RewardFn, columns: dict[str, list]) -
     return arguments
 
 
+def call_with_fallback(spec: RewardSpec, call: Callable[[list[str], dict[str, Any]], list], completions: list[str],
+                       columns: dict[str, list], fallback: Callable[[int, str, str], list]) -> list:
+    """`call(completions, arguments)` on the whole batch, one result per completion. If it raises (anything but
+    a UserError, which is the configuration's fault and propagates) it is retried one sample at a time, and a
+    sample that still raises gets `fallback(index, completion, error)` instead: a reward must never crash a
+    run, nor fail silently."""
+    try:
+        return call(completions, {**columns, **spec.kwargs})
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001  any failure of a reward is retried sample by sample
+        log.warning("reward %r failed on a batch of %d (%s: %s); retrying per sample",
+                    spec.name, len(completions), type(exc).__name__, exc)
+    results = []
+    for i, completion in enumerate(completions):
+        one = {**{k: [v[i]] for k, v in columns.items()}, **spec.kwargs}
+        try:
+            results.extend(call([completion], one))
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001  documented fallback: the caller scores it and records it
+            results.extend(fallback(i, completion, f"{type(exc).__name__}: {exc}"))
+    return results
+
+
 def _run(fn: RewardFn, completions: list[str], arguments: dict[str, Any]) -> list[RewardOutput]:
     """Call a reward (with details when it offers them) and check what it returned."""
     if hasattr(fn, "score_with_details"):
@@ -115,28 +140,16 @@ class RewardComposer:
         self, spec: RewardSpec, completions: list[str], columns: dict[str, list], errors: list[dict[str, Any]]
     ) -> list[RewardOutput]:
         fn = self._fns[spec.name]
-        arguments = reward_arguments(spec, fn, columns)
-        try:
-            return _run(fn, completions, arguments)
-        except UserError:
-            raise
-        except Exception as exc:  # noqa: BLE001  any failure of a reward is retried sample by sample
-            log.warning("reward %r failed on a batch of %d (%s: %s); retrying per sample",
-                        spec.name, len(completions), type(exc).__name__, exc)
-        outputs = []
-        for i, completion in enumerate(completions):
-            one = {**{k: [v[i]] for k, v in columns.items()}, **spec.kwargs}
-            try:
-                outputs.extend(_run(fn, [completion], one))
-            except UserError:
-                raise
-            except Exception as exc:  # noqa: BLE001  documented fallback: score it, record it, go on
-                error = f"{type(exc).__name__}: {exc}"
-                errors.append({"reward": spec.name, "index": i, "error": error, "completion": completion})
-                log.warning("reward %r failed on sample %d (%s); scored %s. Completion: %.500r",
-                            spec.name, i, error, FALLBACK_SCORE, completion)
-                outputs.append(RewardOutput(FALLBACK_SCORE, "error", {"error": error}))
-        return outputs
+        reward_arguments(spec, fn, columns)  # configuration mistakes stop the call here
+
+        def fallback(i: int, completion: str, error: str) -> list[RewardOutput]:
+            errors.append({"reward": spec.name, "index": i, "error": error, "completion": completion})
+            log.warning("reward %r failed on sample %d (%s); scored %s. Completion: %.500r",
+                        spec.name, i, error, FALLBACK_SCORE, completion)
+            return [RewardOutput(FALLBACK_SCORE, "error", {"error": error})]
+
+        return call_with_fallback(spec, lambda batch, arguments: _run(fn, batch, arguments), completions, columns,
+                                  fallback)
 
     def __call__(self, completions: list[str], columns: dict[str, list]) -> ComposedRewards:
         """Score `completions`; `columns` holds one list per dataset column, aligned with them."""

@@ -18,7 +18,7 @@ from fractions import Fraction
 from typing import Any
 
 from common.errors import UserError
-from rewards.extract import ExtractStatus, extract_answers
+from rewards.accuracy import final_answers
 from rewards.registry import DetailedReward, RewardOutput, register_reward
 
 # A correct answer for six numbers is under 60 characters; the cap bounds the parser's work on garbage.
@@ -102,13 +102,9 @@ class Countdown(DetailedReward):
                             f"{len(target)} `target` values")
         outputs = []
         for completion, given, goal in zip(completions, numbers, target):
-            found = extract_answers(completion, extractor)
-            if found.status is not ExtractStatus.OK:
-                outputs.append(RewardOutput(0.0, found.status.value))
-                continue
-            answers = list(dict.fromkeys(a.strip() for a in found.answers if a.strip()))
-            if not answers:
-                outputs.append(RewardOutput(0.0, ExtractStatus.NO_ANSWER.value))
+            unusable, answers = final_answers(completion, extractor)
+            if unusable is not None:
+                outputs.append(RewardOutput(0.0, unusable.value))
                 continue
             verdicts = [countdown_verdict(a, given, goal) for a in answers]
             right = verdicts.count("correct")

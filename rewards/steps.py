@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from common.errors import UserError
-from rewards.compose import reward_arguments
+from rewards.compose import call_with_fallback, reward_arguments
 from rewards.registry import DetailedReward, RewardOutput, available_rewards, get_reward, register_reward
 from rewards.reward_model import REWARD_MODEL_HOST
 from rewards.spec import RewardSpec
@@ -75,27 +75,16 @@ class StepScorer:
         self.errors = 0
 
     def __call__(self, completions: list[str], columns: dict[str, list]) -> list[list[StepScore]]:
-        arguments = reward_arguments(self.spec, self.fn, columns)
-        try:
-            return self._weighted(self.fn.score_steps(completions, **arguments), len(completions))
-        except UserError:
-            raise
-        except Exception as exc:  # noqa: BLE001  retried per sample below
-            log.warning("step reward %r failed on a batch of %d (%s: %s); retrying per sample",
-                        self.spec.name, len(completions), type(exc).__name__, exc)
-        steps = []
-        for i, completion in enumerate(completions):
-            one = {**{k: [v[i]] for k, v in columns.items()}, **self.spec.kwargs}
-            try:
-                steps.extend(self._weighted(self.fn.score_steps([completion], **one), 1))
-            except UserError:
-                raise
-            except Exception as exc:  # noqa: BLE001  documented fallback: no steps for this sample
-                self.errors += 1
-                log.warning("step reward %r failed on sample %d (%s: %s); it gets no steps",
-                            self.spec.name, i, type(exc).__name__, exc)
-                steps.append([])
-        return steps
+        reward_arguments(self.spec, self.fn, columns)  # configuration mistakes stop the call here
+
+        def no_steps(i: int, completion: str, error: str) -> list[list[StepScore]]:
+            self.errors += 1
+            log.warning("step reward %r failed on sample %d (%s); it gets no steps", self.spec.name, i, error)
+            return [[]]
+
+        return call_with_fallback(
+            self.spec, lambda batch, arguments: self._weighted(self.fn.score_steps(batch, **arguments), len(batch)),
+            completions, columns, no_steps)
 
     def _weighted(self, steps: list[list[StepScore]], expected: int) -> list[list[StepScore]]:
         if len(steps) != expected:
