@@ -217,8 +217,11 @@ class RLLoop:
         # the groups dynamic sampling dropped.
         kept = [g for g in range(len(groups)) if keep[g]]
         kept_rewards = torch.cat([rewards[g * G : (g + 1) * G] for g in kept]) if kept else rewards[:0]
+        # Tokens each response puts in the loss (reinforce_pp_baseline whitens over them); masked ones put none.
+        loss_tokens = torch.tensor([0 if algo.mask_truncated_completions and s.finish_reason == "length"
+                                    else len(s.token_ids) for g in kept for s in groups[g]], dtype=torch.float32)
         advantages = compute_advantages(kept_rewards, G, estimator=algo.advantage_estimator,
-                                        scale_rewards=algo.scale_rewards) if kept else kept_rewards
+                                        scale_rewards=algo.scale_rewards, lengths=loss_tokens) if kept else kept_rewards
         if algo.negative_advantage_scale != 1.0:
             advantages = scale_negative_advantages(advantages, algo.negative_advantage_scale)
         samples = []
