@@ -7,6 +7,8 @@ KL divergence", 2020). With log r = log pi_ref(o_t) - log pi_theta(o_t):
 
 The same function estimates KL(p || q) for any pair when its first argument holds the log-probs of the
 distribution the tokens were sampled from, e.g. KL(pi_old || pi_theta) = kl_estimate(old_logp, logp).
+The loss clamps each token's estimate to +-KL_BOUND (algorithm.kl_bound); a new estimator is a function of
+log r plus its entry in KL_ESTIMATORS.
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@ its response, so with A < 0 and no dual clip a response whose tokens all drifted
 e^20 * |A| per token.
 
 Option names follow TRL's GRPOConfig (beta, epsilon, epsilon_high, loss_type, importance_sampling_level,
-max_completion_length) and the aggregations match TRL's loss_type of the same name.
+max_completion_length) and the aggregations match TRL's loss_type of the same name, except that a response
+with no unmasked token is not counted (TRL divides by every response). The README's algorithm table lists
+what each option matches in TRL and verl.
 """
 
 from __future__ import annotations
