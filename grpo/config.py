@@ -101,7 +101,7 @@ class RegistryChoice:
 
 
 def _scale_rewards_from_bool(value: Any) -> Any:
-    # Older recipes (and TRL before 0.22) say true / false: the group's std / no scaling.
+    # Older recipes (and older TRL versions) say true / false: the group's std / no scaling.
     return {True: "group", False: "none"}.get(value, value) if isinstance(value, bool) else value
 
 
