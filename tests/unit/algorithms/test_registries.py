@@ -1,6 +1,8 @@
 """The recipe schema's algorithm choices are the registries' keys: a new advantage estimator is one function
 plus one registration, and a step runs with it (schema -> compute_advantages -> learner loss) on a tiny model."""
 
+import inspect
+
 import pytest
 import torch
 from pydantic import ValidationError
@@ -63,3 +65,13 @@ def test_an_estimator_registered_at_run_time_validates_and_trains(tiny_qwen2_dir
     assert metrics["loss/policy"] == pytest.approx(0.0, abs=1e-6)
     assert metrics["learner/grad_norm"] > 0
     assert any(not torch.equal(b, p) for b, p in zip(before, learner.params))
+
+
+def test_defaults_are_the_ones_the_schema_states():
+    """Dual clip off, KL bound 10, std eps 1e-4: each default is the value its field's description names."""
+    fields = AlgorithmConfig.model_fields
+    defaults = AlgorithmConfig()
+    assert defaults.dual_clip is None and "Default null (off)" in fields["dual_clip"].description
+    assert defaults.kl_bound == 10.0 and "uses 10" in fields["kl_bound"].description
+    assert inspect.signature(compute_advantages).parameters["eps"].default == 1e-4
+    assert "eps 1e-4" in fields["scale_rewards"].description
