@@ -137,10 +137,12 @@ class AlgorithmConfig(Strict):
     kl_bound: float | None = Field(KL_BOUND, gt=0, description=(
         "Clamp each token's KL estimate to [-kl_bound, kl_bound], zero gradient beyond (verl's low_var_kl "
         "uses 10); null: unbounded, where k3 reaches e^20 on one token."))
-    entropy_coef: float = 0.0
+    entropy_coef: float = Field(0.0, description="Weight of the entropy bonus, subtracted from the loss.")
     tis_cap: float | None = Field(2.0, gt=0, description="Truncated importance sampling cap (rollout vs learner).")
     dynamic_sampling: bool = Field(False, description="Drop groups whose rewards are all equal (DAPO).")
-    mask_truncated_completions: bool = False
+    mask_truncated_completions: bool = Field(False, description=(
+        "Leave responses that hit max_completion_length out of the loss (DAPO's overlong filtering; TRL's "
+        "option of the same name); they still count in their group's reward mean."))
 
 
 class LoraConfig(Strict):
