@@ -127,14 +127,17 @@ class BatchCounts:
 
 
 def grpo_aggregation(masked: Tensor, mask: Tensor, counts: BatchCounts) -> Tensor:
+    """(1 / N') * sum_i (1 / |o_i|) * sum_t l_{i,t}: each response weighs the same (DeepSeekMath)."""
     return (masked.sum(-1) / mask.sum(-1).clamp(min=1)).sum() / counts.responses
 
 
 def dapo_aggregation(masked: Tensor, mask: Tensor, counts: BatchCounts) -> Tensor:
+    """sum_{i,t} l_{i,t} / sum_i |o_i|: each token weighs the same (DAPO)."""
     return masked.sum() / counts.tokens
 
 
 def dr_grpo_aggregation(masked: Tensor, mask: Tensor, counts: BatchCounts) -> Tensor:
+    """sum_{i,t} l_{i,t} / (N' * max_completion_length): a constant divisor, no length bias (Dr. GRPO)."""
     length = counts.max_completion_length
     if isinstance(length, bool) or not isinstance(length, int) or length < 1:
         raise UserError(f"loss_type 'dr_grpo' needs a positive max_completion_length, got {length!r}")
