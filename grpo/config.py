@@ -11,11 +11,16 @@ loss_type, scale_rewards, max_completion_length), so TRL users can move without 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError, core_schema
 
+from grpo.algorithms.advantages import ADVANTAGE_ESTIMATORS, ScaleRewards
+from grpo.algorithms.kl import KL_BOUND, KL_ESTIMATORS
+from grpo.algorithms.losses import LOSS_TYPES
 from grpo.data.spec import DatasetSpec
 from rewards.spec import RewardSpec
 from rewards.steps import available_step_rewards, is_step_reward
@@ -72,26 +77,73 @@ class RolloutConfig(SamplingOptions):
         "batch t (one-step-off-policy: staleness 1, corrected by algorithm.tis_cap)."))
 
 
+class RegistryChoice:
+    """Annotated[str, RegistryChoice(registry)]: a name the registry holds when the recipe is validated.
+
+    The choices are read at validation time, so an estimator registered at run time is valid at once, and a
+    bad name gets the same error (and JSON-schema enum) as a Literal of the registry's keys would.
+    """
+
+    def __init__(self, registry: Mapping[str, object]):
+        self.registry = registry
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> dict[str, Any]:
+        return {**handler(schema), "enum": list(self.registry)}
+
+    def _check(self, value: str) -> str:
+        if value not in self.registry:
+            names = [repr(name) for name in self.registry]
+            expected = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+        return value
+
+
+def _scale_rewards_from_bool(value: Any) -> Any:
+    # Older recipes (and older TRL versions) say true / false: the group's std / no scaling.
+    return {True: "group", False: "none"}.get(value, value) if isinstance(value, bool) else value
+
+
 class AlgorithmConfig(Strict):
-    """GRPO and its variants (see grpo/algorithms)."""
+    """GRPO and its variants (see grpo/algorithms and the README's algorithm table)."""
 
     num_generations: int = Field(8, ge=1, description="G: responses sampled per prompt.")
-    advantage_estimator: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"] = "grpo"
-    scale_rewards: bool = Field(True, description="Divide by the group's std (GRPO); off for Dr. GRPO.")
+    advantage_estimator: Annotated[str, RegistryChoice(ADVANTAGE_ESTIMATORS)] = Field("grpo", description=(
+        "A key of grpo.algorithms.advantages.ADVANTAGE_ESTIMATORS: grpo (group mean and std), dr_grpo (group "
+        "mean only), rloo (leave-one-out mean), reinforce_pp_baseline (group mean, then whitened over every "
+        "token of the batch)."))
+    scale_rewards: Annotated[ScaleRewards, BeforeValidator(_scale_rewards_from_bool)] = Field("group", description=(
+        "advantage_estimator grpo only: divide the centred rewards by the group's std (group), the whole "
+        "batch's std (batch) or not at all (none, = Dr. GRPO); the std gets eps 1e-4 added (TRL's value). "
+        "true / false mean group / none."))
     negative_advantage_scale: float = Field(1.0, ge=0.0, le=1.0, description=(
         "Multiply negative advantages by this (W-REINFORCE, Zhu et al. 2025): below 1, wrong samples are "
         "pushed down less than right ones are pulled up; 0 trains on the rewarded samples only."))
-    loss_type: Literal["grpo", "dapo", "dr_grpo"] = "grpo"
+    loss_type: Annotated[str, RegistryChoice(LOSS_TYPES)] = Field("grpo", description=(
+        "Token aggregation, a key of grpo.algorithms.losses.LOSS_TYPES: grpo (mean per response, then over "
+        "responses), dapo (mean over the batch's tokens), dr_grpo (sum / (responses * max_completion_length)). "
+        "Responses whose tokens are all masked are not counted."))
     epsilon: float = Field(0.2, gt=0, description="Lower clip range of the ratio.")
     epsilon_high: float | None = Field(None, gt=0, description="Upper clip range (clip-higher); default epsilon.")
-    dual_clip: float | None = Field(None, gt=1)
-    importance_sampling_level: Literal["token", "sequence"] = Field("token", description="sequence = GSPO.")
+    dual_clip: float | None = Field(None, gt=1, description=(
+        "For negative advantages cap each token's loss at -A * dual_clip. Default null (off), as TRL and "
+        "DeepSeekMath; verl applies 3."))
+    importance_sampling_level: Literal["token", "sequence"] = Field("token", description=(
+        "sequence = GSPO: one length-normalised ratio per response, its log clamped to +-10 (verl's bound)."))
     beta: float = Field(0.0, ge=0, description="KL coefficient; 0 loads no reference model.")
-    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
-    entropy_coef: float = 0.0
+    kl_estimator: Annotated[str, RegistryChoice(KL_ESTIMATORS)] = Field("k3", description=(
+        "Per-token KL to the reference, a key of grpo.algorithms.kl.KL_ESTIMATORS (Schulman's k1, k2, k3)."))
+    kl_bound: float | None = Field(KL_BOUND, gt=0, description=(
+        "Clamp each token's KL estimate to [-kl_bound, kl_bound], zero gradient beyond (verl's low_var_kl "
+        "uses 10); null: unbounded, where k3 reaches e^20 on one token."))
+    entropy_coef: float = Field(0.0, description="Weight of the entropy bonus, subtracted from the loss.")
     tis_cap: float | None = Field(2.0, gt=0, description="Truncated importance sampling cap (rollout vs learner).")
     dynamic_sampling: bool = Field(False, description="Drop groups whose rewards are all equal (DAPO).")
-    mask_truncated_completions: bool = False
+    mask_truncated_completions: bool = Field(False, description=(
+        "Leave responses that hit max_completion_length out of the loss (DAPO's overlong filtering; TRL's "
+        "option of the same name); they still count in their group's reward mean."))
     supervision: Literal["outcome", "process"] = Field("outcome", description=(
         "outcome: one advantage per response from the stage's rewards. process: DeepSeekMath's process "
         "supervision: the stage's step_reward scores each step, the outcome reward scores a last step at the "

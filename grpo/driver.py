@@ -311,8 +311,12 @@ class RLLoop:
                     for a in per_token]
         # Over the kept groups only, so batch-level statistics (reinforce_pp_baseline) exclude the groups
         # dynamic sampling dropped.
+        # Tokens each response puts in the loss (reinforce_pp_baseline whitens over them); masked ones put none.
+        flat = [s for group in rollout.groups for s in group]
+        loss_tokens = torch.tensor([0 if algo.mask_truncated_completions and flat[i].finish_reason == "length"
+                                    else len(flat[i].token_ids) for i in indices], dtype=torch.float32)
         advantages = compute_advantages(rewards[indices], G, estimator=algo.advantage_estimator,
-                                        scale_rewards=algo.scale_rewards)
+                                        scale_rewards=algo.scale_rewards, lengths=loss_tokens)
         return scale_negative_advantages(advantages, algo.negative_advantage_scale).tolist()
 
     def _log_samples(self, out, step, groups, scored, batch, G) -> None:

@@ -42,7 +42,7 @@ def step_token_indices(tokenizer: Any, token_ids: list[int], char_ends: list[int
 
 
 def process_advantages(tokenizer: Any, completions: list[list[int]], steps: list[list[StepScore]],
-                       outcome: torch.Tensor, num_generations: int, scale_rewards: bool = True,
+                       outcome: torch.Tensor, num_generations: int, scale_rewards: bool | str = True,
                        eps: float = 1e-4) -> list[list[float]]:
     """Per-token advantages (one list per completion, of its length) of group-contiguous completions.
 

@@ -5,7 +5,12 @@ rows [b*G:(b+1)*G] are the G samples of prompt b. `as_groups` turns it into a [B
 
 Every estimator gives exactly 0 to a group whose rewards are all equal (no learning signal, and no 0/0),
 and so also to a group of size 1: with a group baseline a lone sample is its own baseline. (verl instead
-uses mean 0 / std 1 for singleton groups, i.e. the raw reward; TRL requires num_generations >= 2.)
+uses mean 0 / std 1 for singleton groups, i.e. the raw reward; TRL requires num_generations >= 2.) The one
+exception is reinforce_pp_baseline in a batch that also holds groups with a signal: as published, its batch
+whitening shifts every response by the batch mean.
+
+A new estimator is one function with the AdvantageEstimator signature plus its entry in ADVANTAGE_ESTIMATORS;
+the recipe schema's algorithm.advantage_estimator accepts every key of that registry.
 
 Standard deviations are unbiased (Bessel-corrected, as torch.std, TRL and verl compute them).
 """
@@ -87,18 +92,23 @@ def _group_centered(grouped: Tensor, valid: Tensor | None = None) -> tuple[Tenso
 
 
 class AdvantageEstimator(Protocol):
-    """Signature shared by the estimators in ADVANTAGE_ESTIMATORS: grouped rewards [B, G] -> [B, G]."""
+    """Signature shared by the estimators in ADVANTAGE_ESTIMATORS: grouped rewards [B, G] -> [B, G].
 
-    def __call__(self, grouped: Tensor, *, scale_rewards: ScaleRewards, eps: float) -> Tensor: ...
+    lengths [B, G]: how many tokens of each response count in the loss (float, >= 0), for estimators that
+    weigh responses by their tokens. scale_rewards and eps: see compute_advantages.
+    """
+
+    def __call__(self, grouped: Tensor, *, lengths: Tensor, scale_rewards: ScaleRewards, eps: float) -> Tensor: ...
 
 
-def grpo_advantages(grouped: Tensor, *, scale_rewards: ScaleRewards = "group", eps: float = 1e-4) -> Tensor:
+def grpo_advantages(grouped: Tensor, *, lengths: Tensor | None = None, scale_rewards: ScaleRewards = "group",
+                    eps: float = 1e-4) -> Tensor:
     """GRPO outcome advantage (DeepSeekMath eq. in sec. 4.1.2):
 
         A_i = (r_i - mean(r_1..r_G)) / (std(r_1..r_G) + eps)
 
     scale_rewards "group" divides by the group's std (above), "batch" by the std of all rewards in the batch
-    (TRL's scale_rewards="batch"), "none" not at all (Dr. GRPO, arXiv 2503.20783).
+    (TRL's scale_rewards="batch"), "none" not at all (Dr. GRPO, arXiv 2503.20783). Ignores lengths.
     """
     centered, group_std = _group_centered(grouped)
     if scale_rewards == "none":
@@ -107,17 +117,19 @@ def grpo_advantages(grouped: Tensor, *, scale_rewards: ScaleRewards = "group", e
     return centered / (std + eps)
 
 
-def dr_grpo_advantages(grouped: Tensor, *, scale_rewards: ScaleRewards = "none", eps: float = 1e-4) -> Tensor:
-    """Dr. GRPO advantage (arXiv 2503.20783): A_i = r_i - mean(r_1..r_G). Ignores scale_rewards and eps."""
+def dr_grpo_advantages(grouped: Tensor, *, lengths: Tensor | None = None, scale_rewards: ScaleRewards = "none",
+                       eps: float = 1e-4) -> Tensor:
+    """Dr. GRPO advantage (arXiv 2503.20783): A_i = r_i - mean(r_1..r_G). Ignores the other arguments."""
     return _group_centered(grouped)[0]
 
 
-def rloo_advantages(grouped: Tensor, *, scale_rewards: ScaleRewards = "none", eps: float = 1e-4) -> Tensor:
+def rloo_advantages(grouped: Tensor, *, lengths: Tensor | None = None, scale_rewards: ScaleRewards = "none",
+                    eps: float = 1e-4) -> Tensor:
     """REINFORCE leave-one-out (Ahmadian et al. 2024, arXiv 2402.14740):
 
         A_i = r_i - (1 / (G - 1)) * sum_{j != i} r_j  =  G / (G - 1) * (r_i - mean(r))
 
-    Ignores scale_rewards and eps. A group of one sample has no other sample to compare with: A = 0.
+    Ignores the other arguments. A group of one sample has no other sample to compare with: A = 0.
     """
     group_size = grouped.shape[1]
     centered = _group_centered(grouped)[0]
@@ -125,17 +137,28 @@ def rloo_advantages(grouped: Tensor, *, scale_rewards: ScaleRewards = "none", ep
 
 
 def reinforce_pp_baseline_advantages(
-    grouped: Tensor, *, scale_rewards: ScaleRewards = "none", eps: float = 1e-4
+    grouped: Tensor, *, lengths: Tensor, scale_rewards: ScaleRewards = "none", eps: float = 1e-4
 ) -> Tensor:
-    """REINFORCE++-baseline (Hu et al., arXiv 2501.03262; verl's "reinforce_plus_plus_baseline"):
+    """REINFORCE++-baseline as published (Hu et al., arXiv 2501.03262; verl's "reinforce_plus_plus_baseline",
+    OpenRLHF's "reinforce_baseline"): the group mean is subtracted, then the result is whitened over every
+    token of the batch, so a response weighs as many tokens as it has (L_i = lengths):
 
-        x_i = r_i - mean(group of i);   A_i = (x_i - mean_batch(x)) / (std_batch(x) + eps)
+        x_i = r_i - mean(group of i)
+        mu = sum_i L_i x_i / sum_i L_i;   sigma^2 = sum_i L_i (x_i - mu)^2 / (sum_i L_i - 1)   (unbiased, per token)
+        A_i = (x_i - mu) / (sigma + eps)          (one value for all tokens of response i)
 
-    The whitening is over all responses of the batch (verl whitens over valid tokens, which weights each
-    response by its length; here each response counts once). Ignores scale_rewards.
+    verl adds its 1e-8 inside the square root; eps here is added to sigma, as in the other estimators.
+    Fewer than 2 tokens in the batch give sigma 0. Ignores scale_rewards.
     """
     centered = _group_centered(grouped)[0]
-    return (centered - centered.mean()) / (_batch_std(centered) + eps) if centered.numel() else centered
+    weights = lengths.to(centered.dtype)
+    num_tokens = weights.sum()
+    if num_tokens == 0:
+        return centered
+    mean = (weights * centered).sum() / num_tokens
+    deviation = centered - mean
+    var = (weights * deviation**2).sum() / (num_tokens - 1) if num_tokens >= 2 else num_tokens.new_zeros(())
+    return deviation / (var.sqrt() + eps)
 
 
 ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {
@@ -163,13 +186,17 @@ def compute_advantages(
     estimator: str = "grpo",
     scale_rewards: bool | str = True,
     eps: float = 1e-4,
+    lengths: Tensor | None = None,
 ) -> Tensor:
     """Outcome advantages for group-contiguous rewards [B*G] -> [B*G] (one advantage per response).
 
     estimator: a key of ADVANTAGE_ESTIMATORS. scale_rewards (used by "grpo" only): True/"group" divides by
     the group std, "batch" by the batch std, False/"none" not at all ("grpo" with False equals "dr_grpo").
-    eps: added to the std (TRL's 1e-4). Integer or boolean rewards are cast to the default float dtype.
-    An empty reward tensor (no groups left after dynamic sampling) gives an empty tensor.
+    eps: added to the std (TRL's 1e-4; verl's 1e-6 turns rewards [0, 1e-4] into +-0.70, 1e-4 into +-0.29).
+    lengths [B*G]: tokens of each response that count in the loss (0 for a masked one), used by
+    "reinforce_pp_baseline"; None counts every response once, as if each were one token long.
+    Integer or boolean rewards are cast to the default float dtype. An empty reward tensor (no groups left
+    after dynamic sampling) gives an empty tensor.
     """
     if estimator not in ADVANTAGE_ESTIMATORS:
         raise UserError(f"unknown advantage estimator {estimator!r}; choose one of {sorted(ADVANTAGE_ESTIMATORS)}")
@@ -177,7 +204,13 @@ def compute_advantages(
     rewards = _check_rewards(rewards)
     grouped = as_groups(rewards, num_generations)
     scale = _normalise_scale_rewards(scale_rewards)
-    return ADVANTAGE_ESTIMATORS[estimator](grouped, scale_rewards=scale, eps=eps).reshape(-1)
+    if lengths is None:
+        lengths = torch.ones_like(rewards)
+    elif lengths.shape != rewards.shape or (lengths < 0).any():
+        raise UserError(f"lengths must be [B*G] = {tuple(rewards.shape)} token counts >= 0, "
+                        f"got shape {tuple(lengths.shape)}")
+    weights = as_groups(lengths.to(rewards.dtype), num_generations, "lengths")
+    return ADVANTAGE_ESTIMATORS[estimator](grouped, lengths=weights, scale_rewards=scale, eps=eps).reshape(-1)
 
 
 def process_supervision_advantages(
@@ -186,7 +219,7 @@ def process_supervision_advantages(
     step_mask: Tensor,
     num_generations: int,
     seq_len: int,
-    scale_rewards: bool = True,
+    scale_rewards: bool | str = True,
     eps: float = 1e-4,
 ) -> Tensor:
     """Process-supervision advantages (DeepSeekMath sec. 4.1.3) -> per-token advantages [N, seq_len].
@@ -201,9 +234,11 @@ def process_supervision_advantages(
     Inputs are padded to S steps per response (N = B*G rows, group-contiguous):
       step_rewards [N, S] float; step_ends [N, S] integer token index (0-based, < seq_len) of each step's
       last token; step_mask [N, S] bool, True for real steps. Padded steps are ignored whatever they hold.
-    Tokens after a response's last step get 0. scale_rewards=False skips the std division.
+    Tokens after a response's last step get 0. scale_rewards "group" (or True) divides by the group's std
+    as above, "batch" by the std of every real step in the batch, "none" (or False) skips the division.
     """
     _check_eps(eps)
+    scale = _normalise_scale_rewards(scale_rewards)
     if step_rewards.dim() != 2 or step_ends.shape != step_rewards.shape or step_mask.shape != step_rewards.shape:
         raise UserError(
             "step_rewards, step_ends and step_mask must all be [N, S]; got "
@@ -228,7 +263,9 @@ def process_supervision_advantages(
     grouped = as_groups(step_rewards, num_generations, "step_rewards").reshape(-1, num_generations * num_steps)
     valid = step_mask.reshape(-1, num_generations * num_steps)
     centered, std = _group_centered(grouped, valid)
-    normalised = centered / (std + eps) if scale_rewards else centered
+    if scale == "batch":
+        std = step_rewards[step_mask].std(unbiased=True) if int(step_mask.sum()) > 1 else step_rewards.new_zeros(())
+    normalised = centered if scale == "none" else centered / (std + eps)
     normalised = normalised.reshape(num_rows, num_steps)
 
     # Put each step's reward on its last token, then a reversed cumulative sum gives "steps at or after t".

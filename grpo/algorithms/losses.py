@@ -8,26 +8,32 @@ Per token t of response i (DeepSeekMath eq. 3, with DAPO's clip-higher and verl'
     l_{i,t}   = -min(rho * A, clip(rho, 1 - epsilon, 1 + epsilon_high) * A)
     dual clip (Ye et al. 2020, arXiv 1912.09729), only where A < 0:  l_{i,t} = min(l_{i,t}, -A * dual_clip)
     TIS (Yao et al. 2025, "off-policy RL in disguise"):  l_{i,t} *= min(pi_old(o_t) / pi_rollout(o_t), tis_cap)
-    loss      = agg(l) + beta * agg(KL_t) - entropy_coef * agg(H_t)
+    loss      = agg(l) + beta * agg(clamp(KL_t, -kl_bound, kl_bound)) - entropy_coef * agg(H_t)
+
+Log-ratios are clamped before exp(), with zero gradient beyond: a token's at +-MAX_LOG_RATIO (20), a
+sequence's at +-MAX_SEQUENCE_LOG_RATIO (10, verl's GSPO clamp). One sequence ratio multiplies every token of
+its response, so with A < 0 and no dual clip a response whose tokens all drifted would otherwise add
+e^20 * |A| per token.
 
 Option names follow TRL's GRPOConfig (beta, epsilon, epsilon_high, loss_type, importance_sampling_level,
-max_completion_length) and the aggregations match TRL's loss_type of the same name.
+max_completion_length) and the aggregations match TRL's loss_type of the same name, except that a response
+with no unmasked token is not counted (TRL divides by every response). The README's algorithm table lists
+what each option matches in TRL and verl.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor
 
-from grpo.algorithms.kl import KL_ESTIMATORS, MAX_LOG_RATIO, KLEstimator, kl_estimate
+from grpo.algorithms.kl import KL_BOUND, KL_ESTIMATORS, MAX_LOG_RATIO, kl_estimate
 from common.errors import UserError
 
-LossType = Literal["grpo", "dapo", "dr_grpo"]
-LOSS_TYPES: tuple[str, ...] = ("grpo", "dapo", "dr_grpo")
+MAX_SEQUENCE_LOG_RATIO = 10.0
 
 METRIC_NAMES: tuple[str, ...] = (
     "clip_frac/low", "clip_frac/high", "clip_frac/dual", "ratio/min", "ratio/mean", "ratio/max",
@@ -40,29 +46,34 @@ METRIC_NAMES: tuple[str, ...] = (
 class PolicyLossConfig:
     """Options of `policy_loss` (TRL names where the concept is the same).
 
-    loss_type: token aggregation. "grpo": mean over each response's tokens, then over responses
-        (DeepSeekMath); "dapo": mean over all tokens of the batch (DAPO, arXiv 2503.14476); "dr_grpo": sum
-        over all tokens / (number of responses * max_completion_length) (Dr. GRPO, arXiv 2503.20783).
+    loss_type: token aggregation, a key of LOSS_TYPES (see aggregate_loss). "grpo": mean over each
+        response's tokens, then over responses (DeepSeekMath); "dapo": mean over all tokens of the batch
+        (DAPO, arXiv 2503.14476); "dr_grpo": sum over all tokens / (number of responses *
+        max_completion_length) (Dr. GRPO, arXiv 2503.20783). Responses count only if a token of theirs does.
     epsilon: lower clip range, ratio >= 1 - epsilon. epsilon_high: upper clip range, ratio <= 1 + epsilon_high
         (None: same as epsilon; DAPO's clip-higher uses 0.28). GSPO's sequence-level ratio wants far smaller
         ranges (its paper uses 3e-4 and 4e-4).
-    dual_clip: for negative advantages, cap the per-token loss at -A * dual_clip (> 1; verl's clip_ratio_c, 3.0).
+    dual_clip: for negative advantages, cap the per-token loss at -A * dual_clip (> 1; verl's clip_ratio_c,
+        which verl applies with 3.0 by default). None (the default, as TRL and DeepSeekMath): no cap.
     importance_sampling_level: "token" (GRPO) or "sequence" (GSPO: one length-normalised ratio per response).
     beta: weight of the KL-to-reference term; 0 needs no reference log-probs.
-    kl_estimator: "k1", "k2" or "k3" (see grpo.algorithms.kl).
+    kl_estimator: a key of KL_ESTIMATORS: "k1", "k2" or "k3" (see grpo.algorithms.kl).
+    kl_bound: each token's KL estimate is clamped to [-kl_bound, kl_bound], zero gradient beyond (verl's
+        low_var_kl uses 10); None: unbounded.
     entropy_coef: weight of the entropy bonus (subtracted from the loss, so higher entropy lowers it).
     max_completion_length: the constant length divisor of "dr_grpo" (required for it).
     tis_cap: cap of the truncated importance weight pi_old / pi_rollout (None: no correction; verl and TRL
         default to 2).
     """
 
-    loss_type: LossType = "grpo"
+    loss_type: str = "grpo"
     epsilon: float = 0.2
     epsilon_high: float | None = None
     dual_clip: float | None = None
     importance_sampling_level: Literal["token", "sequence"] = "token"
     beta: float = 0.0
-    kl_estimator: KLEstimator = "k3"
+    kl_estimator: str = "k3"
+    kl_bound: float | None = KL_BOUND
     entropy_coef: float = 0.0
     max_completion_length: int | None = None
     tis_cap: float | None = None
@@ -84,6 +95,8 @@ class PolicyLossConfig:
             raise UserError(f"beta must be >= 0, got {self.beta!r}")
         if self.kl_estimator not in KL_ESTIMATORS:
             raise UserError(f"kl_estimator must be one of {list(KL_ESTIMATORS)}, got {self.kl_estimator!r}")
+        if self.kl_bound is not None and not self.kl_bound > 0:
+            raise UserError(f"kl_bound must be > 0 (or null for unbounded), got {self.kl_bound!r}")
         if not math.isfinite(self.entropy_coef):
             raise UserError(f"entropy_coef must be a finite number, got {self.entropy_coef!r}")
         if self.loss_type == "dr_grpo" and (
@@ -104,44 +117,75 @@ class PolicyLossConfig:
         return self.epsilon if self.epsilon_high is None else self.epsilon_high
 
 
+@dataclass(frozen=True)
+class BatchCounts:
+    """What an aggregation divides by, counted over the whole (mini-)batch (see aggregate_loss)."""
+
+    responses: int | Tensor  # responses with at least one unmasked token, >= 1
+    tokens: int | Tensor  # unmasked tokens, >= 1
+    max_completion_length: int | None
+
+
+def grpo_aggregation(masked: Tensor, mask: Tensor, counts: BatchCounts) -> Tensor:
+    """(1 / N') * sum_i (1 / |o_i|) * sum_t l_{i,t}: each response weighs the same (DeepSeekMath)."""
+    return (masked.sum(-1) / mask.sum(-1).clamp(min=1)).sum() / counts.responses
+
+
+def dapo_aggregation(masked: Tensor, mask: Tensor, counts: BatchCounts) -> Tensor:
+    """sum_{i,t} l_{i,t} / sum_i |o_i|: each token weighs the same (DAPO)."""
+    return masked.sum() / counts.tokens
+
+
+def dr_grpo_aggregation(masked: Tensor, mask: Tensor, counts: BatchCounts) -> Tensor:
+    """sum_{i,t} l_{i,t} / (N' * max_completion_length): a constant divisor, no length bias (Dr. GRPO)."""
+    length = counts.max_completion_length
+    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        raise UserError(f"loss_type 'dr_grpo' needs a positive max_completion_length, got {length!r}")
+    return masked.sum() / (counts.responses * length)
+
+
+# The registry the recipe's algorithm.loss_type chooses from: name -> aggregation of a masked per-token loss.
+Aggregation = Callable[[Tensor, Tensor, BatchCounts], Tensor]
+LOSS_TYPES: dict[str, Aggregation] = {"grpo": grpo_aggregation, "dapo": dapo_aggregation,
+                                      "dr_grpo": dr_grpo_aggregation}  # fmt: skip
+
+
 def aggregate_loss(
     per_token: Tensor,
     mask: Tensor,
-    loss_type: LossType,
+    loss_type: str,
     max_completion_length: int | None = None,
     num_responses_in_batch: int | None = None,
     num_tokens_in_batch: int | None = None,
 ) -> Tensor:
     """Reduce a per-token loss [N, T] to a scalar over the tokens where mask [N, T] (bool) is True.
+    With N' the responses that keep at least one unmasked token:
 
-        "grpo":    (1 / N) * sum_i (1 / |o_i|) * sum_t l_{i,t}
+        "grpo":    (1 / N') * sum_i (1 / |o_i|) * sum_t l_{i,t}
         "dapo":    (1 / sum_i |o_i|) * sum_{i,t} l_{i,t}
-        "dr_grpo": (1 / (N * max_completion_length)) * sum_{i,t} l_{i,t}
+        "dr_grpo": (1 / (N' * max_completion_length)) * sum_{i,t} l_{i,t}
+
+    A response whose tokens are all masked (mask_truncated, dynamic sampling) contributes 0 and is not
+    counted, so masking some responses does not scale the others' loss (TRL divides by every row); an
+    all-masked or empty batch gives exactly 0 (still attached to the graph, so backward() works).
 
     Gradient accumulation: when a batch is split into micro-batches whose losses are summed (not averaged),
-    pass the whole batch's N as num_responses_in_batch ("grpo", "dr_grpo") and its number of unmasked tokens
+    pass the whole batch's N' as num_responses_in_batch ("grpo", "dr_grpo") and its number of unmasked tokens
     as num_tokens_in_batch ("dapo"); the micro-batch losses then add up to the whole batch's loss exactly.
-    Left as None they default to this tensor's own counts. A response with no unmasked token contributes 0;
-    an empty batch gives 0 (still attached to the graph, so backward() works).
+    Left as None they default to this tensor's own counts.
     """
+    if loss_type not in LOSS_TYPES:
+        raise UserError(f"loss_type must be one of {list(LOSS_TYPES)}, got {loss_type!r}")
     normalisers = {"num_responses_in_batch": num_responses_in_batch, "num_tokens_in_batch": num_tokens_in_batch}
     for name, value in normalisers.items():
         if value is not None and not value >= 1:
             raise UserError(f"{name} must be >= 1 when given, got {value!r}")
-    masked = per_token.masked_fill(~mask, 0.0)
-    num_responses = num_responses_in_batch or max(per_token.shape[0], 1)
-    if loss_type == "grpo":
-        return (masked.sum(-1) / mask.sum(-1).clamp(min=1)).sum() / num_responses
-    if loss_type == "dapo":
-        num_tokens = num_tokens_in_batch or mask.sum().clamp(min=1)
-        return masked.sum() / num_tokens
-    if loss_type == "dr_grpo":
-        if max_completion_length is None or max_completion_length < 1:
-            raise UserError(
-                f"loss_type 'dr_grpo' needs a positive max_completion_length, got {max_completion_length!r}"
-            )
-        return masked.sum() / (num_responses * max_completion_length)
-    raise UserError(f"loss_type must be one of {list(LOSS_TYPES)}, got {loss_type!r}")
+    counts = BatchCounts(
+        responses=num_responses_in_batch or mask.any(-1).sum().clamp(min=1),
+        tokens=num_tokens_in_batch or mask.sum().clamp(min=1),
+        max_completion_length=max_completion_length,
+    )
+    return LOSS_TYPES[loss_type](per_token.masked_fill(~mask, 0.0), mask, counts)
 
 
 def _check_like(name: str, tensor: Tensor | None, shape: torch.Size) -> None:
@@ -178,7 +222,7 @@ def policy_loss(
     num_responses_in_batch / num_tokens_in_batch: gradient-accumulation normalisers, see aggregate_loss.
 
     Positions where mask is False may hold anything (NaN, -inf): they are zeroed before any arithmetic so
-    they give neither NaN values nor NaN gradients. Log-ratios are clamped to +-MAX_LOG_RATIO before exp().
+    they give neither NaN values nor NaN gradients. Log-ratios are clamped before exp() (module docstring).
 
     Returns (loss, metrics). Metrics (floats, keys METRIC_NAMES) are means over unmasked tokens, except the
     "loss/*" parts, which are the aggregated terms (they sum to the loss). "clip_frac/low" and "/high" count
@@ -214,9 +258,11 @@ def policy_loss(
     count = mask.sum()
 
     log_ratio = logp - old
+    max_log_ratio = MAX_LOG_RATIO
     if config.importance_sampling_level == "sequence":
         log_ratio = log_ratio.sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1)
-    ratio = torch.exp(log_ratio.clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)).expand(shape)
+        max_log_ratio = MAX_SEQUENCE_LOG_RATIO
+    ratio = torch.exp(log_ratio.clamp(-max_log_ratio, max_log_ratio)).expand(shape)
     low, high = 1 - config.epsilon, 1 + config.clip_high
     per_token = -torch.minimum(ratio * adv, ratio.clamp(low, high) * adv)
     if config.dual_clip is not None:
@@ -239,7 +285,7 @@ def policy_loss(
     per_token_kl = None
     if ref_logp is not None:
         with torch.set_grad_enabled(config.beta > 0 and torch.is_grad_enabled()):
-            per_token_kl = kl_estimate(logp, clean(ref_logp), config.kl_estimator)
+            per_token_kl = kl_estimate(logp, clean(ref_logp), config.kl_estimator, config.kl_bound)
     loss_kl = config.beta * aggregate(per_token_kl) if config.beta > 0 else zero
     loss_entropy = -config.entropy_coef * aggregate(clean(entropy)) if config.entropy_coef != 0 else zero
     loss = loss_policy + loss_kl + loss_entropy

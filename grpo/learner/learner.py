@@ -46,6 +46,7 @@ def loss_config(algo: AlgorithmConfig, max_completion_length: int) -> PolicyLoss
         importance_sampling_level=algo.importance_sampling_level,
         beta=algo.beta,
         kl_estimator=algo.kl_estimator,
+        kl_bound=algo.kl_bound,
         entropy_coef=algo.entropy_coef,
         max_completion_length=max_completion_length,
         tis_cap=algo.tis_cap,
@@ -187,7 +188,6 @@ class Learner:
         # the first needs it stored.
         if self.num_iterations * self.mini_batches > 1:
             self._fill_logprobs(samples, "old_logprobs", self.policy)
-        global_num_samples = global_num_samples or len(samples) * self.dist.world_size
 
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
@@ -196,7 +196,7 @@ class Learner:
         for iteration in range(self.num_iterations):
             for mb_index, part in enumerate(_split(samples, self.mini_batches)):
                 # Each rank holds 1/world_size of every mini-batch; normalisers are the global counts.
-                global_part = max(1, round(global_num_samples / self.mini_batches))
+                global_part = self._global_responses_with_tokens(part)
                 global_tokens = self._global_tokens(part)
                 self.optimizer.zero_grad(set_to_none=True)
                 for idx in self._micro_batches(part, self.policy):
@@ -248,6 +248,13 @@ class Learner:
     def _global_tokens(self, part: list[TrainSample]) -> int:
         # On the learner's device: NCCL reduces only CUDA tensors.
         local = torch.tensor(float(sum(len(s.completion_ids) for s in part)), device=self.device)
+        if self.dist.world_size > 1:
+            dist.all_reduce(local)
+        return max(1, int(local.item()))
+
+    def _global_responses_with_tokens(self, part: list[TrainSample]) -> int:
+        # The "grpo"/"dr_grpo" divisor: a response without a token that counts adds nothing and is not counted.
+        local = torch.tensor(float(sum(1 for s in part if s.completion_ids)), device=self.device)
         if self.dist.world_size > 1:
             dist.all_reduce(local)
         return max(1, int(local.item()))

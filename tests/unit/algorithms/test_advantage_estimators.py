@@ -62,11 +62,32 @@ def test_rloo_uses_mean_of_the_others():
 
 
 def test_reinforce_pp_baseline_whitens_group_centred_rewards_over_the_batch():
-    """x_i = r_i - group mean; A = (x - mean(x)) / (std(x) + 1e-4) over the batch.
-    [3, 1, 2, 6 | 1, 1, 0, 2] -> x = [0, -2, -1, 3 | 0, 0, -1, 1], mean 0, std = sqrt(16 / 7) = 1.5118579."""
+    """x_i = r_i - group mean; A = (x - mean(x)) / (std(x) + 1e-4) over the batch; lengths not given, so each
+    response counts as one token. [3, 1, 2, 6 | 1, 1, 0, 2] -> x = [0, -2, -1, 3 | 0, 0, -1, 1], mean 0,
+    std = sqrt(16 / 7) = 1.5118579."""
     advantages = compute_advantages(t([3, 1, 2, 6, 1, 1, 0, 2]), 4, "reinforce_pp_baseline")
     s = 1.5118578920369088 + 1e-4
     assert_close(advantages, [0, -2 / s, -1 / s, 3 / s, 0, 0, -1 / s, 1 / s])
+
+
+def test_reinforce_pp_baseline_whitens_over_tokens():
+    """As published: G = 2, rewards [1, 0], lengths [1, 3] -> x = [0.5, -0.5] on 1 and 3 tokens; token mean
+    -0.25, token deviations [0.75, -0.25 x 3], unbiased token std sqrt(0.75 / 3) = 0.5 -> A = [1.5, -0.5]
+    (eps 1e-4 makes them 0.75 / 0.5001 and -0.25 / 0.5001)."""
+    lengths = torch.tensor([1, 3])
+    advantages = compute_advantages(t([1, 0]), 2, "reinforce_pp_baseline", lengths=lengths, eps=1e-12)
+    assert_close(advantages, [1.5, -0.5])
+    advantages = compute_advantages(t([1, 0]), 2, "reinforce_pp_baseline", lengths=lengths)
+    assert_close(advantages, [0.75 / 0.5001, -0.25 / 0.5001])
+
+
+def test_reinforce_pp_baseline_ignores_responses_without_loss_tokens():
+    """A response of length 0 (masked, e.g. truncated) is in its group's mean but not in the whitening:
+    group [1, 0 | 2, 0] with lengths [1, 3 | 0, 5]: x = [0.5, -0.5 | 1, -1] over 1 + 3 + 5 tokens."""
+    advantages = compute_advantages(t([1, 0, 2, 0]), 2, "reinforce_pp_baseline", lengths=torch.tensor([1, 3, 0, 5]))
+    x = t([0.5, -0.5, 1.0, -1.0])
+    tokens = x.repeat_interleave(torch.tensor([1, 3, 0, 5]))
+    assert_close(advantages, ((x - tokens.mean()) / (tokens.std() + 1e-4)).tolist())
 
 
 @pytest.mark.parametrize("estimator", sorted(ADVANTAGE_ESTIMATORS))
@@ -106,6 +127,8 @@ def test_integer_rewards_are_accepted_as_floats():
     (dict(rewards=torch.tensor([1.0, float("nan"), 0.0]), num_generations=3), r"non-finite values at rows \[1\]"),
     (dict(rewards=torch.zeros(4), num_generations=2, eps=0.0), "eps must be > 0"),
     (dict(rewards=torch.zeros(4), num_generations=2, scale_rewards="std"), "scale_rewards must be"),
+    (dict(rewards=torch.zeros(4), num_generations=2, lengths=torch.ones(3)), r"lengths must be \[B\*G\] = \(4,\)"),
+    (dict(rewards=torch.zeros(2), num_generations=2, lengths=torch.tensor([1, -1])), "token counts >= 0"),
 ])  # fmt: skip
 def test_bad_input_raises_user_error_naming_it(kwargs, message):
     with pytest.raises(UserError, match=message):
@@ -136,6 +159,22 @@ def test_process_supervision_without_scaling_only_centres():
     response 0: [-1/3, -1/3, -2/3, -2/3, -2/3, 0]; response 1: [1/3, 1/3, 1/3, 0, 0, 0]."""
     advantages = process_supervision_advantages(STEP_REWARDS, STEP_ENDS, STEP_MASK, 2, 6, scale_rewards=False)
     assert_close(advantages, [[-1 / 3, -1 / 3, -2 / 3, -2 / 3, -2 / 3, 0], [1 / 3, 1 / 3, 1 / 3, 0, 0, 0]])
+
+
+def test_process_supervision_scale_names_match_the_booleans():
+    """The recipe's scale_rewards strings reach process supervision: "none" is False, "group" is True."""
+    for name, flag in (("none", False), ("group", True)):
+        assert_close(process_supervision_advantages(STEP_REWARDS, STEP_ENDS, STEP_MASK, 2, 6, scale_rewards=name).tolist(),
+                     process_supervision_advantages(STEP_REWARDS, STEP_ENDS, STEP_MASK, 2, 6, scale_rewards=flag))
+
+
+def test_process_supervision_batch_scale_divides_by_the_std_of_every_step():
+    """Groups as in the test below: centred per group [0, -, -1, 1]; batch steps {5, 2, 4}: std sqrt(7/3)."""
+    advantages = process_supervision_advantages(
+        t([[5.0, 0.0], [2.0, 4.0]]), torch.tensor([[0, 0], [0, 2]]), torch.tensor([[True, False], [True, True]]), 1, 3,
+        scale_rewards="batch")
+    r = 1 / (math.sqrt(7 / 3) + 1e-4)
+    assert_close(advantages, [[0, 0, 0], [-r + r, r, r]])
 
 
 def test_process_supervision_groups_are_normalised_separately():

@@ -64,3 +64,21 @@ def test_grpo_is_invariant_to_scaling_a_group_by_a_positive_factor(case, data):
         rtol=1e-9,
         atol=1e-9,
     )
+
+
+@PROPERTY_SETTINGS
+@given(grouped_rewards(), st.data())
+def test_reinforce_pp_baseline_weighs_each_response_by_its_tokens(case, data):
+    """Whitening over tokens: the advantages equal whitening the flat token vector, in which response i's
+    group-centred reward (the dr_grpo advantage) appears lengths[i] times (torch's unbiased mean and std)."""
+    rewards, num_generations = case
+    lengths = torch.tensor(data.draw(st.lists(st.integers(0, 6), min_size=len(rewards), max_size=len(rewards))))
+    advantages = compute_advantages(rewards, num_generations, "reinforce_pp_baseline", lengths=lengths)
+    centred = compute_advantages(rewards, num_generations, "dr_grpo")
+    tokens = centred.repeat_interleave(lengths)
+    if tokens.numel() == 0:
+        expected = centred
+    else:
+        std = tokens.std() if tokens.numel() >= 2 else torch.zeros((), dtype=tokens.dtype)
+        expected = (centred - tokens.mean()) / (std + 1e-4)
+    torch.testing.assert_close(advantages, expected, rtol=1e-9, atol=1e-9)

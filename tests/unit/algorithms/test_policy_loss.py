@@ -216,11 +216,24 @@ def test_aggregations_by_hand():
     assert aggregate_loss(per_token, mask, "dr_grpo", max_completion_length=5).item() == pytest.approx(0.7)
 
 
-def test_grpo_aggregation_counts_an_empty_response_as_zero():
-    """mask = [[1, 1, 0], [0, 0, 0]]: grpo = ((1 + 2) / 2 + 0) / 2 = 0.75 (the empty response still counts in N)."""
-    per_token = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
-    mask = torch.tensor([[True, True, False], [False, False, False]])
-    assert aggregate_loss(per_token, mask, "grpo").item() == pytest.approx(0.75)
+@pytest.mark.parametrize("loss_type, expected", [
+    ("grpo", 3.0),  # (2 + 4) / 2 over the one response that keeps tokens, not (3 + 0) / 2 = 1.5
+    ("dapo", 3.0),  # (2 + 4) / 2 tokens
+    ("dr_grpo", 1.5),  # (2 + 4) / (1 response * max_completion_length 4), not / (2 * 4)
+])  # fmt: skip
+def test_responses_without_tokens_are_not_counted(loss_type, expected):
+    """loss [[2, 4], [9, 9]], mask [[1, 1], [0, 0]] (the second response masked, e.g. truncated)."""
+    per_token = torch.tensor([[2.0, 4.0], [9.0, 9.0]])
+    mask = torch.tensor([[True, True], [False, False]])
+    assert aggregate_loss(per_token, mask, loss_type, max_completion_length=4).item() == expected
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dapo", "dr_grpo"])
+def test_all_masked_batch_aggregates_to_exactly_zero(loss_type):
+    per_token = torch.tensor([[2.0, NAN], [9.0, 9.0]], requires_grad=True)
+    loss = aggregate_loss(per_token, torch.zeros(2, 2, dtype=torch.bool), loss_type, max_completion_length=4)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.equal(per_token.grad, torch.zeros(2, 2))
 
 
 @pytest.mark.parametrize("config", [
@@ -284,3 +297,19 @@ def test_missing_or_misshapen_inputs_raise_user_error():
         policy_loss(logp, old[:, :2], ADVANTAGES, MASK, PolicyLossConfig())
     with pytest.raises(UserError, match=r"advantages must be \[N\] or \[N, T\]"):
         policy_loss(logp, old, ADVANTAGES[:1], MASK, PolicyLossConfig())
+
+
+def test_gspo_sequence_log_ratio_of_12_with_negative_advantage_is_bounded():
+    """Every token's log(pi_theta / pi_old) is 12, so the sequence log-ratio is 12; A = -1, no dual clip.
+    l = -min(rho * A, clip(rho) * A) = rho: the log-ratio is clamped at 10, so loss = e^10 = 22026.47 (not
+    e^12 = 162754.79) with zero gradient; with dual clip 3 it is 3. The token level is clamped at 20 instead."""
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    for config, expected in [(PolicyLossConfig(importance_sampling_level="sequence"), math.exp(10)),
+                             (PolicyLossConfig(importance_sampling_level="sequence", dual_clip=3.0), 3.0),
+                             (PolicyLossConfig(importance_sampling_level="token"), math.exp(12))]:  # fmt: skip
+        logp = torch.zeros(1, 3, dtype=torch.float64, requires_grad=True)
+        loss, _ = policy_loss(logp, torch.full((1, 3), -12.0, dtype=torch.float64), torch.tensor([-1.0]), mask, config)
+        loss.backward()
+        assert loss.item() == pytest.approx(expected, rel=1e-12)
+        if expected != math.exp(12):
+            assert torch.equal(logp.grad, torch.zeros(1, 3, dtype=torch.float64))
