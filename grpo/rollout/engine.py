@@ -134,6 +134,7 @@ class RolloutEngine:
         self._checkpoint_shapes = read_shapes(self.model_dir) if has_safetensors else None
         # Updates are written in the engine's dtype (half the bytes for a float32 learner and a bf16 engine).
         self._dtype = getattr(torch, dtype, None) if dtype in ("float32", "bfloat16", "float16") else None
+        self.dtype = dtype
         self.max_model_len = max_model_len
         self.enforce_eager = enforce_eager
         self.weights_version = weights_version
