@@ -92,7 +92,7 @@ class RLLoop:
                  cluster: ClusterConfig, base_dir: Path | None = None, dtype: str = "float32",
                  progress=None):
         """`dtype`: the model's (the recipe's model.dtype), which the engines use unless rollout.dtype says
-        otherwise; the learners hold float32 weights either way (learner.precision sets their compute)."""
+        otherwise; the learners train float32 weights either way (learner.precision sets their compute)."""
         self.stage, self.model_dir, self.stage_dir = stage, Path(model_dir), Path(stage_dir)
         self.seed, self.cluster, self.base_dir, self.dtype = seed, cluster, base_dir, dtype
         self.progress = progress
@@ -120,7 +120,7 @@ class RLLoop:
             model_dir=str(learner_dir), reference_dir=str(self.model_dir), learner=stage.learner,
             algorithm=stage.algorithm,
             total_steps=stage.steps, num_iterations=stage.num_iterations, mini_batches=stage.mini_batches,
-            max_completion_length=rollout.max_completion_length, seed=self.seed,
+            max_completion_length=rollout.max_completion_length, seed=self.seed, dtype=self.dtype,
             sampling=SamplingDistribution(rollout.temperature, rollout.top_k, rollout.top_p))
         if resume_from is not None:
             if lora:

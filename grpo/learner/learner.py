@@ -7,7 +7,8 @@ gradients accumulated; with several ranks, gradients are summed over gloo/NCCL (
 loss by the global counts, so the sum is the gradient of the whole batch). With `strategy: fsdp2` the policy
 and the reference are sharded over the ranks (grpo/learner/fsdp.py) and FSDP2 sums the gradients itself.
 
-Weights, gradients and AdamW state are float32 whatever the model directory holds. `precision: bf16` runs
+Trained weights, their gradients and AdamW state are float32 whatever the model directory holds (the frozen
+base of a LoRA policy stays in the directory's dtype: it is never updated). `precision: bf16` runs
 every forward (and so its backward) under bfloat16 autocast: bfloat16 matmuls, float32 master weights, so
 an update too small for bfloat16's 8-bit mantissa (lr 1e-6 on a weight of 1.0) still moves the weights.
 Log-probs are those of the rollout's sampling distribution (`sampling`, grpo/learner/logprobs.py).
@@ -33,6 +34,7 @@ from grpo.learner.batching import TrainSample, collate, pack_by_token_budget
 from grpo.learner.logprobs import CompletionLogprobs, SamplingDistribution
 from grpo.learner.moe import RouterProbe
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 AUTOCAST_DTYPES = {"float32": None, "bf16": torch.bfloat16}
 
 
@@ -70,12 +72,14 @@ class Learner:
         mini_batches: int = 1,
         max_completion_length: int = 256,
         seed: int = 0,
+        dtype: str = "float32",
         sampling: SamplingDistribution = SamplingDistribution(),
         dist_info: DistInfo | None = None,
         reference_dir: str | Path | None = None,
     ):
         """`reference_dir`: the frozen reference policy (default `model_dir`). A resumed stage starts its policy
         from a checkpoint but keeps the reference of the stage's start, so it passes the original model here.
+        `dtype`: the model's; only a LoRA policy's frozen base is held in it (peft keeps the adapters float32).
         `sampling`: the rollout's temperature, top-k and top-p; policy, pi_old and reference log-probs are all
         taken under it, so that they compare with the engine's (processed) sampling log-probs."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -94,7 +98,8 @@ class Learner:
         self.autocast_dtype = AUTOCAST_DTYPES[learner.precision]
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)  # master weights
+        weights_dtype = torch.float32 if learner.lora is None else DTYPES[dtype]  # float32: master weights
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=weights_dtype)
         self.sharded = learner.strategy == "fsdp2"
         if not self.sharded:  # fully_shard moves only each rank's shards to the device
             self.model.to(self.device)
