@@ -1,5 +1,6 @@
 """Learner throughput: tokens/s, peak memory and the fraction of the machine's matmul rate one GRPO update
-reaches, for a dense model and a MoE model.
+reaches, for a dense model, a MoE model and optionally a real model, in float32 and under bfloat16 autocast
+(`learner.precision: bf16`, float32 master weights).
 
 Each model runs in its own process with the same threads: grpo.learner.Learner (in process, no Ray) trains
 on one RL batch of --samples responses (prompt 92 tokens, as the R1-Zero template gives; completion
@@ -14,10 +15,15 @@ how far it rose above the resident set before them (model, optimizer state and a
   - dense: qwen2-24m (grpo.models.factory)
   - moe:   tiny-deepseek-v3's architecture (MLA, 1 shared + 8 routed experts, top-2) at qwen2-24m's width
            and depth: 47M parameters, 22M of them in matmuls active per token
+  - --model-dir DIR: a Hugging Face model directory (e.g. SmolLM2-135M-Instruct), named by its folder
 
-    .venv/bin/python bench/bench_learner.py [--quick] [--models dense,moe] [--samples 64]
+The matmul rate is float32's for both precisions (the fraction of it a bf16 run reaches can exceed 1 on a
+processor with bfloat16 instructions).
 
-Prints a table and writes bench/results/learner.json.
+    .venv/bin/python bench/bench_learner.py [--quick] [--models dense,moe] [--model-dir DIR]
+        [--precisions float32,bf16] [--samples 64] [--out learner]
+
+Prints a table and writes bench/results/<--out>.json (default learner.json).
 """
 
 from __future__ import annotations
@@ -115,19 +121,22 @@ def run_case(config: dict) -> dict:
 
     torch.set_num_threads(config["cpus"])
     peak_flops = matmul_flops(config["cpus"])
-    preset, overrides = MODELS[config["model"]]
+    preset, overrides = (config["model_dir"], {}) if config["model_dir"] else MODELS[config["model"]]
+    learner_config = LearnerConfig(lr=1e-6, precision=config["precision"])
+    algorithm = AlgorithmConfig(num_generations=8, loss_type="grpo")
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = make_model(preset, Path(tmp) / "model", overrides=overrides)
-        learner = Learner(model_dir, LearnerConfig(lr=1e-6), AlgorithmConfig(num_generations=8, loss_type="grpo"),
-                          total_steps=config["repeats"] + 1, max_completion_length=config["max_new_tokens"])
+        model_dir = config["model_dir"] or make_model(preset, Path(tmp) / "model", overrides=overrides)
+        learner = Learner(model_dir, learner_config, algorithm, total_steps=config["repeats"] + 1,
+                          max_completion_length=config["max_new_tokens"])
     samples = rl_batch(config["samples"], config["max_new_tokens"], learner.model.config.vocab_size)
-    progress(f"{config['model']}: warm-up update")
+    name = f"{config['model']} {config['precision']}"
+    progress(f"{name}: warm-up update")
     learner.train(samples)
     rss_before = proc_status_kib("VmRSS")
     peak_rss_reset()
     walls = []
     for i in range(config["repeats"]):
-        progress(f"{config['model']}: timed update {i + 1}/{config['repeats']}")
+        progress(f"{name}: timed update {i + 1}/{config['repeats']}")
         start = time.perf_counter()
         learner.train(samples)
         walls.append(time.perf_counter() - start)
@@ -135,7 +144,7 @@ def run_case(config: dict) -> dict:
     flops = train_flops(learner.model, samples)
     total, active = active_matmul_parameters(learner.model)
     return {
-        "model": config["model"], "preset": preset, "overrides": overrides,
+        "model": config["model"], "precision": config["precision"], "preset": preset, "overrides": overrides,
         "parameters": learner.model.num_parameters(), "matmul_parameters": total, "active_matmul_parameters": active,
         "samples": len(samples), "tokens": sum(s.length for s in samples),
         "completion_tokens": sum(len(s.completion_ids) for s in samples), "walls": walls,
@@ -148,7 +157,10 @@ def run_case(config: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="32 samples, 1 timed update")
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--models", default=",".join(MODELS), help="presets to build (empty: none)")
+    parser.add_argument("--model-dir", help="also a Hugging Face model directory (e.g. a real model)")
+    parser.add_argument("--precisions", default="float32,bf16", help="learner.precision values")
+    parser.add_argument("--out", default="learner", help="results name: bench/results/<out>.json")
     parser.add_argument("--samples", type=int, help="responses per update (default 64: 8 prompts x 8)")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--repeats", type=int)
@@ -158,22 +170,32 @@ def main() -> None:
     if args.child:
         emit_result(run_case(json.loads(args.child)))
         return
-    models = args.models.split(",")
+    models = [m for m in args.models.split(",") if m]
     if unknown := set(models) - set(MODELS):
         parser.error(f"unknown model(s) {', '.join(sorted(unknown))}; valid: {', '.join(MODELS)}")
+    cases = [(m, None) for m in models]
+    if args.model_dir:
+        if not (Path(args.model_dir) / "config.json").is_file():
+            parser.error(f"--model-dir {args.model_dir} is not a Hugging Face model directory (no config.json)")
+        cases.append((Path(args.model_dir).resolve().name, str(Path(args.model_dir).resolve())))
+    precisions = args.precisions.split(",")
+    if unknown := set(precisions) - {"float32", "bf16"}:
+        parser.error(f"unknown precision(s) {', '.join(sorted(unknown))}; valid: float32, bf16")
     config = {"samples": args.samples or (32 if args.quick else 64), "max_new_tokens": args.max_new_tokens,
               "repeats": args.repeats or (1 if args.quick else 3), "cpus": args.cpus}
     rows = []
-    for model in models:
-        print(f"{model} ...", flush=True)
-        rows.append(run_child(Path(__file__), ["--child", json.dumps({**config, "model": model})], name=model))
+    for model, model_dir in cases:
+        for precision in precisions:
+            print(f"{model} {precision} ...", flush=True)
+            case = {**config, "model": model, "model_dir": model_dir, "precision": precision}
+            rows.append(run_child(Path(__file__), ["--child", json.dumps(case)], name=f"{model}-{precision}"))
     print(format_table(
-        ["model", "params M", "active M", "tokens", "s/update", "tokens/s", "GFLOP/s", "matmul GFLOP/s",
-         "fraction", "peak RSS MiB", "update extra MiB"],
-        [[r["model"], r["parameters"] / 1e6, r["active_matmul_parameters"] / 1e6, r["tokens"],
+        ["model", "precision", "params M", "active M", "tokens", "s/update", "tokens/s", "GFLOP/s",
+         "matmul GFLOP/s", "fraction", "peak RSS MiB", "update extra MiB"],
+        [[r["model"], r["precision"], r["parameters"] / 1e6, r["active_matmul_parameters"] / 1e6, r["tokens"],
           statistics.median(r["walls"]), r["tokens_per_s"], r["achieved_flops"] / 1e9, r["matmul_flops"] / 1e9,
           r["fraction_of_matmul"], r["peak_rss_mib"], r["peak_rss_mib"] - r["rss_before_mib"]] for r in rows]))
-    print(f"wrote {write_results('learner', {'config': config, 'rows': rows})}")
+    print(f"wrote {write_results(args.out, {'config': config, 'rows': rows})}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError, core_schema
 
 from grpo.algorithms.advantages import ADVANTAGE_ESTIMATORS, ScaleRewards
@@ -65,8 +65,13 @@ class SamplingOptions(Strict):
 
 
 class RolloutConfig(SamplingOptions):
-    """vLLM rollout workers (Ray actors, one engine each)."""
+    """vLLM rollout workers (Ray actors, one engine each). The learner takes its log-probs under the same
+    temperature, top_p and top_k, so the importance ratio and the policy gradient refer to the distribution
+    that was sampled."""
 
+    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(None, description=(
+        "Weights and compute of the vLLM engines; default: the recipe's model.dtype. The learner's float32 "
+        "weights are cast to it at every sync."))
     num_workers: int = Field(1, ge=1)
     num_cpus_per_worker: float = Field(1.0, gt=0)
     num_gpus_per_worker: float = Field(0.0, ge=0)
@@ -75,6 +80,16 @@ class RolloutConfig(SamplingOptions):
     off_policy_steps: int = Field(0, ge=0, le=1, description=(
         "0: on-policy. 1: the workers sample step t+1's batch with step t's weights while the learner trains on "
         "batch t (one-step-off-policy: staleness 1, corrected by algorithm.tis_cap)."))
+
+    @field_validator("temperature")
+    @classmethod
+    def _sampled(cls, temperature: float) -> float:
+        # vLLM decodes greedily below 1e-5: a one-hot choice, with no log-probs for a policy gradient.
+        if temperature < 1e-5:
+            raise ValueError(f"rollout.temperature {temperature} is greedy decoding, which RL cannot train on "
+                             "(no sampling distribution); use a temperature above 0, e.g. 1.0 (eval stages may "
+                             "decode greedily)")
+        return temperature
 
 
 class RegistryChoice:
@@ -178,6 +193,9 @@ class LearnerConfig(OptimConfig):
     token_budget: int = Field(8192, ge=16, description="Tokens per micro-batch (gradient accumulation above).")
     logprob_chunk_size: int = Field(1024, ge=1, description="Positions per log-prob chunk (bounds logits memory).")
     gradient_checkpointing: bool = False
+    precision: Literal["float32", "bf16"] = Field("float32", description=(
+        "float32, or bf16: bfloat16 compute under torch.autocast (CPU and CUDA) with float32 master weights "
+        "and AdamW state (mixed precision, accelerate's mixed_precision='bf16'). Weights are float32 either way."))
     reference_offload: bool = Field(False, description="Keep the reference model on the CPU (GPU runs).")
     lora: LoraConfig | None = None
     router: Literal["frozen_bias", "aux_loss"] = Field(

@@ -43,6 +43,7 @@ from grpo.data.loading import load_rows
 from grpo.data.templates import TEMPLATES
 from grpo.learner.actor import make_learners
 from grpo.learner.batching import TrainSample
+from grpo.learner.logprobs import SamplingDistribution
 from grpo.metrics import MetricsLogger
 from grpo.process_supervision import process_advantages
 from grpo.rollout.actor import finished_groups, make_rollout_workers, start_streams
@@ -95,6 +96,8 @@ class RLLoop:
     def __init__(self, stage: RLStage, model_dir: Path, stage_dir: Path, *, seed: int,
                  cluster: ClusterConfig, base_dir: Path | None = None, dtype: str = "float32",
                  progress=None):
+        """`dtype`: the model's (the recipe's model.dtype), which the engines use unless rollout.dtype says
+        otherwise; the learners train float32 weights either way (learner.precision sets their compute)."""
         self.stage, self.model_dir, self.stage_dir = stage, Path(model_dir), Path(stage_dir)
         self.seed, self.cluster, self.base_dir, self.dtype = seed, cluster, base_dir, dtype
         self.progress = progress
@@ -116,19 +119,22 @@ class RLLoop:
         # LoRA resumes from the base weights plus the saved adapter; full fine-tuning from the saved model.
         learner_dir = self.model_dir if (resume_from is None or lora) else resume_from / "model"
         engine_dir = self.model_dir if resume_from is None else resume_from / "model"
+        rollout = stage.rollout
         learners = make_learners(
             stage.learner.num_learners, stage.learner.num_cpus_per_learner, stage.learner.num_gpus_per_learner,
             model_dir=str(learner_dir), reference_dir=str(self.model_dir), learner=stage.learner,
             algorithm=stage.algorithm,
             total_steps=stage.steps, num_iterations=stage.num_iterations, mini_batches=stage.mini_batches,
-            max_completion_length=stage.rollout.max_completion_length, seed=self.seed, dtype=self.dtype)
+            max_completion_length=rollout.max_completion_length, seed=self.seed, dtype=self.dtype,
+            sampling=SamplingDistribution(rollout.temperature, rollout.top_k, rollout.top_p))
         if resume_from is not None:
             if lora:
                 ray.get([a.load_adapter.remote(str(resume_from)) for a in learners])
             ray.get([a.load_trainer_state.remote(str(resume_from)) for a in learners])
         workers = make_rollout_workers(
             stage.rollout.num_workers, str(engine_dir), stage.rollout.num_cpus_per_worker,
-            num_gpus_per_worker=stage.rollout.num_gpus_per_worker, dtype=self.dtype, seed=self.seed,
+            num_gpus_per_worker=stage.rollout.num_gpus_per_worker, dtype=stage.rollout.dtype or self.dtype,
+            seed=self.seed,
             max_model_len=stage.rollout.max_model_len, kv_cache_gib=stage.rollout.kv_cache_gib,
             weights_version=start_step)  # versions count learner steps, so staleness is right after a resume
         return learners, workers

@@ -32,6 +32,13 @@ def qwen2_engine(tiny_qwen2_dir: Path) -> Iterator[RolloutEngine]:
 
 
 @pytest.fixture(scope="session")
+def qwen2_bf16_engine(tiny_qwen2_dir: Path) -> Iterator[RolloutEngine]:
+    """RolloutEngine over tiny-qwen2 in bfloat16 (the float32 directory, cast by vLLM)."""
+    with RolloutEngine(tiny_qwen2_dir, dtype="bfloat16", **ENGINE_ARGS) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="session")
 def dsv3_engine(tiny_dsv3_dir: Path) -> Iterator[RolloutEngine]:
     """RolloutEngine over tiny-deepseek-v3 (float32, MLA + MoE)."""
     with RolloutEngine(tiny_dsv3_dir, **ENGINE_ARGS) as engine:

@@ -6,6 +6,12 @@ optimizer steps over one batch of scored samples; micro-batches are packed by to
 gradients accumulated; with several ranks, gradients are summed over gloo/NCCL (each rank normalises its
 loss by the global counts, so the sum is the gradient of the whole batch). With `strategy: fsdp2` the policy
 and the reference are sharded over the ranks (grpo/learner/fsdp.py) and FSDP2 sums the gradients itself.
+
+Trained weights, their gradients and AdamW state are float32 whatever the model directory holds (the frozen
+base of a LoRA policy stays in the directory's dtype: it is never updated). `precision: bf16` runs
+every forward (and so its backward) under bfloat16 autocast: bfloat16 matmuls, float32 master weights, so
+an update too small for bfloat16's 8-bit mantissa (lr 1e-6 on a weight of 1.0) still moves the weights.
+Log-probs are those of the rollout's sampling distribution (`sampling`, grpo/learner/logprobs.py).
 """
 
 from __future__ import annotations
@@ -22,12 +28,13 @@ from grpo.algorithms.losses import PolicyLossConfig, policy_loss
 from grpo.config import AlgorithmConfig, LearnerConfig
 from grpo.learner import fsdp
 from grpo.learner.batching import TrainSample, collate, pack_by_token_budget
-from grpo.learner.logprobs import CompletionLogprobs
+from grpo.learner.logprobs import CompletionLogprobs, SamplingDistribution
 from grpo.learner.moe import RouterProbe
 from grpo.schedule import lr_lambda
 from grpo.seeding import rng_state, seed_everything, set_rng_state
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+AUTOCAST_DTYPES = {"float32": None, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -66,11 +73,15 @@ class Learner:
         max_completion_length: int = 256,
         seed: int = 0,
         dtype: str = "float32",
+        sampling: SamplingDistribution = SamplingDistribution(),
         dist_info: DistInfo | None = None,
         reference_dir: str | Path | None = None,
     ):
         """`reference_dir`: the frozen reference policy (default `model_dir`). A resumed stage starts its policy
-        from a checkpoint but keeps the reference of the stage's start, so it passes the original model here."""
+        from a checkpoint but keeps the reference of the stage's start, so it passes the original model here.
+        `dtype`: the model's; only a LoRA policy's frozen base is held in it (peft keeps the adapters float32).
+        `sampling`: the rollout's temperature, top-k and top-p; policy, pi_old and reference log-probs are all
+        taken under it, so that they compare with the engine's (processed) sampling log-probs."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.cfg = learner
@@ -84,10 +95,11 @@ class Learner:
                                     rank=self.dist.rank, world_size=self.dist.world_size)
         seed_everything(seed)
         self.device = torch.device("cuda" if torch.cuda.is_available() and learner.num_gpus_per_learner > 0 else "cpu")
-        torch_dtype = DTYPES[dtype]
+        self.autocast_dtype = AUTOCAST_DTYPES[learner.precision]
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype)
+        weights_dtype = torch.float32 if learner.lora is None else DTYPES[dtype]  # float32: master weights
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=weights_dtype)
         self.sharded = learner.strategy == "fsdp2"
         if not self.sharded:  # fully_shard moves only each rank's shards to the device
             self.model.to(self.device)
@@ -102,9 +114,10 @@ class Learner:
                 target_modules=lora.target_modules, task_type="CAUSAL_LM"))
         elif self.needs_reference:
             # With LoRA the reference is the same model with its adapters disabled: no second copy.
-            reference = AutoModelForCausalLM.from_pretrained(reference_dir or model_dir, dtype=torch_dtype)
+            # float32 like the policy: at the start both compute the same log-probs, and the KL term is 0.
+            reference = AutoModelForCausalLM.from_pretrained(reference_dir or model_dir, dtype=torch.float32)
             reference.eval().requires_grad_(False)
-            self.reference = CompletionLogprobs(reference)
+            self.reference = CompletionLogprobs(reference, sampling)
             if learner.reference_offload:  # whole on the CPU, with either strategy
                 self.reference.to("cpu")
             elif self.sharded:
@@ -117,7 +130,7 @@ class Learner:
                 self.model.enable_input_require_grads()
         self.model.train()
         # Every log-prob pass goes through this module; under fsdp2 it is the root that FSDP2 hooks.
-        self.policy = CompletionLogprobs(self.model)
+        self.policy = CompletionLogprobs(self.model, sampling)
         if self.sharded:
             fsdp.shard(self.policy, self._mesh())
         self.router = RouterProbe(self.model, with_aux_loss=learner.router == "aux_loss")
@@ -159,8 +172,11 @@ class Learner:
 
     def _logprobs(self, model: CompletionLogprobs, mb, with_entropy: bool):
         device = next(model.parameters()).device
-        return model(mb.input_ids.to(device), mb.attention_mask.to(device), mb.prompt_lengths,
-                     mb.completion_mask.shape[1], self.cfg.logprob_chunk_size, with_entropy)
+        # Autocast covers the forward only; the backward runs each op in the dtype its forward used, and
+        # checkpointed chunks and layers recompute under the autocast state they were saved with.
+        with torch.autocast(device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            return model(mb.input_ids.to(device), mb.attention_mask.to(device), mb.prompt_lengths,
+                         mb.completion_mask.shape[1], self.cfg.logprob_chunk_size, with_entropy)
 
     def compute_logprobs(self, samples: list[TrainSample]) -> list[list[float]]:
         """Current-policy log-probs of each sample's completion (eval mode, no grad). Used by parity tests."""
@@ -280,8 +296,10 @@ class Learner:
     # ------------------------------------------------------------------------------------ weights
 
     def sync_state_dict(self) -> dict[str, torch.Tensor]:
-        """Full-model weights with Hugging Face names, as the rollout engine loads them (LoRA merged in).
-        Under fsdp2 every rank must call it (the weights are gathered); ranks other than 0 get {}."""
+        """Full-model weights with Hugging Face names, as the rollout engine loads them (LoRA merged in): the
+        float32 master weights, which the engine casts to its own dtype (a float32 engine needs them
+        unrounded). Under fsdp2 every rank must call it (the weights are gathered);
+        ranks other than 0 get {}."""
         if self.sharded:
             return fsdp.full_state_dict(self.model, keep=self.dist.rank == 0)
         if self.cfg.lora is None:

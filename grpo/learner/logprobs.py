@@ -2,10 +2,15 @@
 
 The backbone runs once; the LM head, log-softmax and gather run over chunks of positions, each chunk under
 activation checkpointing, so the peak extra memory is one chunk's logits (chunk_size x vocab) in the forward
-and in the backward pass alike.
+and in the backward pass alike (top-k / top-p add a sort of the chunk: a few more chunk-sized tensors).
+
+The log-probs are those of the distribution the rollout sampled from (`SamplingDistribution`): the policy
+gradient and the importance ratio refer to the sampling policy, as TRL and verl do for the temperature.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -18,15 +23,78 @@ def backbone_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn
     return base.get_decoder(), base.get_output_embeddings()
 
 
-def _chunk_logprobs(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, want_entropy: bool):
-    logits = head(hidden).float()
+@dataclass(frozen=True)
+class SamplingDistribution:
+    """How the sampler turns logits into the distribution it draws from, in vLLM's order: divide by
+    `temperature`, keep the `top_k` largest logits (0 or -1: all; ties with the k-th are kept), then keep the
+    most probable tokens until their mass reaches `top_p` (the token that crosses it included), and
+    renormalise over what is kept. vLLM reports these log-probs with logprobs_mode "processed_logprobs".
+    Greedy decoding (temperature 0) is no distribution: it is refused."""
+
+    temperature: float = 1.0
+    top_k: int = -1
+    top_p: float = 1.0
+
+    def __post_init__(self):
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be positive for sampled log-probs, got {self.temperature} "
+                             "(temperature 0 is greedy decoding, which has no log-probs to train on)")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+def kept_tokens(logits: torch.Tensor, sampling: SamplingDistribution) -> torch.Tensor | None:
+    """Boolean [N, V]: the tokens top-k and top-p keep of temperature-scaled `logits` [N, V] (None: all).
+
+    The same arithmetic as vLLM's apply_top_k_top_p_pytorch (v1/sample/ops/topk_topp_sampler.py) so that
+    the kept sets agree at the boundary: an ascending sort, the cumulative softmax of the top-k-masked
+    logits, drop where it is <= 1 - top_p, the largest always kept."""
+    vocab = logits.shape[-1]
+    top_k = sampling.top_k if 0 < sampling.top_k < vocab else None
+    if top_k is None and sampling.top_p >= 1.0:
+        return None
+    with torch.no_grad():
+        keep = torch.ones_like(logits, dtype=torch.bool)
+        if top_k is not None:
+            kth = logits.topk(top_k, dim=-1).values[:, -1:]
+            keep = logits >= kth
+        if sampling.top_p < 1.0:
+            masked = logits.masked_fill(~keep, float("-inf"))
+            ascending, order = masked.sort(dim=-1)
+            cumulative = ascending.softmax(dim=-1).cumsum(dim=-1)
+            drop = cumulative <= 1 - sampling.top_p
+            drop[:, -1] = False
+            keep = keep & ~torch.zeros_like(drop).scatter_(-1, order, drop)
+    return keep
+
+
+def sampled_logprobs(logits: torch.Tensor, targets: torch.Tensor, sampling: SamplingDistribution,
+                     want_entropy: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs of `targets` [N] and entropies under the sampling distribution of raw `logits` [N, V].
+
+    The target is always kept: the sampler drew it, so it was in the kept set (a float near-tie at the
+    top-p boundary could otherwise drop it and give -inf)."""
+    logits = logits.float()
+    if sampling.temperature != 1.0:
+        logits = logits / sampling.temperature
+    keep = kept_tokens(logits, sampling)
+    if keep is not None:
+        keep = keep.scatter(-1, targets.unsqueeze(-1), True)
+        logits = logits.masked_fill(~keep, float("-inf"))
     logz = torch.logsumexp(logits, dim=-1)
     logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logz
     if not want_entropy:
         return logp, torch.zeros_like(logp)
-    probs = torch.softmax(logits, dim=-1)
-    entropy = logz - (probs * logits).sum(-1)
+    log_probs = logits - logz.unsqueeze(-1)
+    if keep is not None:  # 0 * -inf would be nan: dropped tokens contribute nothing
+        log_probs = log_probs.masked_fill(~keep, 0.0)
+    entropy = -(log_probs.exp() * log_probs).sum(-1)
     return logp, entropy
+
+
+def _chunk_logprobs(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, want_entropy: bool,
+                    sampling: SamplingDistribution):
+    return sampled_logprobs(head(hidden), targets, sampling, want_entropy)
 
 
 def completion_logprobs(
@@ -37,8 +105,10 @@ def completion_logprobs(
     completion_length: int,
     chunk_size: int = 1024,
     with_entropy: bool = False,
+    sampling: SamplingDistribution = SamplingDistribution(),
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probs (and entropies) of the completion tokens of right-padded prompt+completion rows.
+    """Log-probs (and entropies) of the completion tokens of right-padded prompt+completion rows, under
+    the distribution `sampling` describes (default: the model's own, temperature 1).
 
     Row i holds prompt_lengths[i] prompt tokens, then its completion, then padding. Returns tensors of shape
     [B, completion_length]: entry (i, t) is log p(token at prompt_lengths[i] + t | everything before it).
@@ -63,9 +133,9 @@ def completion_logprobs(
         h = flat_hidden[start : start + chunk_size]
         t = flat_targets[start : start + chunk_size]
         if torch.is_grad_enabled() and h.requires_grad:
-            lp, en = checkpoint(_chunk_logprobs, head, h, t, with_entropy, use_reentrant=False)
+            lp, en = checkpoint(_chunk_logprobs, head, h, t, with_entropy, sampling, use_reentrant=False)
         else:
-            lp, en = _chunk_logprobs(head, h, t, with_entropy)
+            lp, en = _chunk_logprobs(head, h, t, with_entropy, sampling)
         logps.append(lp)
         ents.append(en)
     shape = (batch, completion_length)
@@ -86,13 +156,15 @@ class CompletionLogprobs(torch.nn.Module):
     root's hooks, which gather those parameters, must fire on this forward.
     """
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, sampling: SamplingDistribution = SamplingDistribution()):
         super().__init__()
         self.model = model
+        self.sampling = sampling
 
     def forward(self, input_ids, attention_mask, prompt_lengths, completion_length, chunk_size, with_entropy):
         logp, entropy = completion_logprobs(self.model, input_ids, attention_mask, prompt_lengths,
-                                            completion_length, chunk_size=chunk_size, with_entropy=with_entropy)
+                                            completion_length, chunk_size=chunk_size, with_entropy=with_entropy,
+                                            sampling=self.sampling)
         # Owned tensors, not reshaped views: FSDP2 hooks the root's outputs and warns about views (an in-place
         # op on one would bypass its hook). [batch, completion] floats: the copy costs nothing.
         return logp.clone(), entropy.clone()

@@ -79,9 +79,10 @@ class SamplingConfig:
 
 @dataclass
 class Sample:
-    """One response. `logprobs[t]` is the log-prob of `token_ids[t]` under the engine's weights, from the
-    raw logits (vLLM logprobs_mode "raw_logprobs": before temperature, top-k/top-p and penalties), i.e.
-    what the learner recomputes with log_softmax(logits). finish_reason: "stop" (EOS or a stop string) or
+    """One response. `logprobs[t]` is the log-prob of `token_ids[t]` under the distribution it was sampled
+    from: the engine's logits divided by the temperature, cut to top-k / top-p and renormalised (vLLM
+    logprobs_mode "processed_logprobs"), which the learner recomputes (grpo/learner/logprobs.py). Greedy
+    requests (temperature 0) get the log-softmax of the raw logits. finish_reason: "stop" (EOS or a stop string) or
     "length" (max_tokens or the model's length reached). weights_version: the engine's `weights_version`
     when it sampled this response (how stale it is, for off-policy training)."""
 
@@ -112,7 +113,10 @@ class RolloutEngine:
         args: dict[str, Any] = {
             "model": str(self.model_dir), "dtype": dtype, "seed": seed, "max_model_len": max_model_len,
             "enforce_eager": enforce_eager, "kv_cache_memory_bytes": int(kv_cache_gib * GiB),
-            "logprobs_mode": "raw_logprobs",
+            # Log-probs of the distribution sampled from (after temperature, top-k, top-p): what the policy
+            # gradient and the importance ratio refer to. This also keeps vLLM off FlashInfer's GPU sampler,
+            # which cannot report them (v1/sample/ops/topk_topp_sampler.py).
+            "logprobs_mode": "processed_logprobs",
             # Seeded requests get a per-request generator. With chunked prefill, vLLM discards the token sampled
             # for a partly prefilled request and rewinds that generator's offset, which the CPU generator does
             # not support ("CPU Generator does not use offset"), and a batch of G x prompts longer than the token
@@ -130,6 +134,7 @@ class RolloutEngine:
         self._checkpoint_shapes = read_shapes(self.model_dir) if has_safetensors else None
         # Updates are written in the engine's dtype (half the bytes for a float32 learner and a bf16 engine).
         self._dtype = getattr(torch, dtype, None) if dtype in ("float32", "bfloat16", "float16") else None
+        self.dtype = dtype
         self.max_model_len = max_model_len
         self.enforce_eager = enforce_eager
         self.weights_version = weights_version
@@ -198,7 +203,8 @@ class RolloutEngine:
         return token_prompts, params
 
     def prompt_logprobs(self, prompt_ids: list[int], completion_ids: list[int]) -> list[float]:
-        """The engine's log-probs of `completion_ids` following `prompt_ids` (teacher-forced, one forward)."""
+        """The engine's log-probs of `completion_ids` following `prompt_ids` (teacher-forced, one forward), of
+        the raw logits (temperature 1, no top-k/top-p: vLLM's prompt log-probs ignore the sampling settings)."""
         from vllm import SamplingParams
 
         if not prompt_ids or not completion_ids:

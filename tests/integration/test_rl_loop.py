@@ -80,8 +80,10 @@ def test_qwen2_parity_after_every_sync(ray_cluster, tiny_qwen2_dir, tmp_path):
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
 def test_two_rollout_workers_and_two_learner_ranks(ray_cluster, tiny_qwen2_dir, tmp_path, strategy):
-    """fsdp2: the driver's sync and saves on rank 0 gather the sharded weights (rank 0's peers join)."""
-    stage = rl_stage(steps=2, rollout={"num_workers": 2, "num_cpus_per_worker": 0.5},
+    """fsdp2: the driver's sync and saves on rank 0 gather the sharded weights (rank 0's peers join). Sampled
+    at temperature 0.7 with top_p 0.9: the driver hands those settings to every learner rank, whose log-probs
+    then match the engines' (at temperature 1 they would be ~0.2 off, tests/integration/test_rollout_sync.py)."""
+    stage = rl_stage(steps=2, rollout={"num_workers": 2, "num_cpus_per_worker": 0.5, "temperature": 0.7, "top_p": 0.9},
                      learner={"num_learners": 2, "num_cpus_per_learner": 0.5, "strategy": strategy})
     final = run_loop(stage, tiny_qwen2_dir, tmp_path / "rl2")
     history = read_metrics(tmp_path / "rl2" / "metrics.jsonl")

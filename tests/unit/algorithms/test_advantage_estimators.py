@@ -164,8 +164,8 @@ def test_process_supervision_without_scaling_only_centres():
 def test_process_supervision_scale_names_match_the_booleans():
     """The recipe's scale_rewards strings reach process supervision: "none" is False, "group" is True."""
     for name, flag in (("none", False), ("group", True)):
-        assert_close(process_supervision_advantages(STEP_REWARDS, STEP_ENDS, STEP_MASK, 2, 6, scale_rewards=name).tolist(),
-                     process_supervision_advantages(STEP_REWARDS, STEP_ENDS, STEP_MASK, 2, 6, scale_rewards=flag))
+        assert_close(process_supervision_advantages(STEP_REWARDS, STEP_ENDS, STEP_MASK, 2, 6, scale_rewards=name),
+                     process_supervision_advantages(STEP_REWARDS, STEP_ENDS, STEP_MASK, 2, 6, scale_rewards=flag).tolist())
 
 
 def test_process_supervision_batch_scale_divides_by_the_std_of_every_step():
