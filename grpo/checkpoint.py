@@ -2,10 +2,14 @@
 
 A checkpoint directory is complete if and only if it exists under its final name, so a run killed while
 writing one resumes from the previous checkpoint.
+
+A checkpoint's state.json also records the stage's resolved config (flattened, with its fingerprint), so a
+resume can tell what changed since and refuse a change that would make the continued run another run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -48,13 +52,54 @@ def latest_checkpoint(root: Path) -> Path | None:
 
 def checkpoint_step(checkpoint: Path) -> int:
     """The training step a checkpoint directory was written at (its state.json)."""
-    return json.loads((checkpoint / "state.json").read_text())["step"]
+    return checkpoint_state(checkpoint)["step"]
+
+
+def checkpoint_state(checkpoint: Path) -> dict:
+    return json.loads((checkpoint / "state.json").read_text())
 
 
 def resume_step(root: Path) -> int:
     """The step of the latest complete checkpoint under `root`, where a rerun resumes (0: none)."""
     latest = latest_checkpoint(root)
     return checkpoint_step(latest) if latest else 0
+
+
+# Keys that may differ between a stage's checkpoint (or finished run) and its resume: `steps`, to extend a
+# run (with a decaying lr_schedule the remaining updates follow the new length), `checkpoint_every`, and
+# where the stage runs and how finely it slices its work, which change no result beyond float rounding.
+RESUMABLE_KEYS = frozenset({
+    "steps", "checkpoint_every",
+    "rollout.num_workers", "rollout.num_cpus_per_worker", "rollout.num_gpus_per_worker", "rollout.kv_cache_gib",
+    "learner.num_learners", "learner.num_cpus_per_learner", "learner.num_gpus_per_learner",
+    "learner.token_budget", "learner.logprob_chunk_size", "learner.gradient_checkpointing",
+    "learner.reference_offload",
+})
+
+
+def flat_config(tree: dict, prefix: str = "") -> dict:
+    """{"learner": {"lr": 1e-5}} -> {"learner.lr": 1e-5}; lists stay values."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_fingerprint(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def config_changes(old: dict, new: dict) -> dict[str, tuple]:
+    """{key: (old, new)} for the keys both configs have and that differ. A key only one side has is a field
+    added to (or removed from) the schema since, not a change the user made."""
+    return {k: (old[k], new[k]) for k in sorted(old.keys() & new.keys()) if old[k] != new[k]}
+
+
+def describe_changes(changes: dict[str, tuple]) -> str:
+    return ", ".join(f"{key} {json.dumps(a)} -> {json.dumps(b)}" for key, (a, b) in changes.items())
 
 
 def write_json(path: Path, data: dict) -> None:

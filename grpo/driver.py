@@ -16,7 +16,8 @@ pi_rollout, algorithm.tis_cap) with pi_old the learner's log-probs before its up
 run, or of a resumed run, samples its own batch first (staleness 0).
 
 Determinism: prompts of step k are a function of (seed, k); sampling seeds are a function of (seed, k, prompt);
-so a run resumed from the checkpoint of step k continues exactly as the uninterrupted run would. Off-policy,
+so a run resumed from the checkpoint of step k continues exactly as the uninterrupted run would. Each
+checkpoint records the stage's config; a resume with another one is refused (see `_check_resumable`). Off-policy,
 the batch in flight at a checkpoint (sampled by the weights before it) is not saved: the resumed run samples
 it again with the checkpoint's weights, a valid one-step-off-policy run but not bitwise the uninterrupted one.
 """
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,14 +35,16 @@ import torch
 
 from grpo.algorithms.advantages import compute_advantages, scale_negative_advantages
 from grpo.algorithms.shaping import advantage_stats, dynamic_sampling_mask
-from grpo.checkpoint import (atomic_directory, checkpoint_dir, checkpoint_step, latest_checkpoint, prune,
+from grpo.checkpoint import (RESUMABLE_KEYS, atomic_directory, checkpoint_dir, checkpoint_state, config_changes,
+                             config_fingerprint, describe_changes, flat_config, latest_checkpoint, prune,
                              write_json)
 from grpo.cluster import ensure_ray
 from grpo.config import ClusterConfig, RLStage
 from grpo.data.loading import load_rows
 from grpo.data.templates import TEMPLATES
-from grpo.learner.actor import make_learners
-from grpo.learner.batching import TrainSample
+from common.errors import UserError
+from grpo.learner.actor import make_learners, merge_rank_metrics
+from grpo.learner.batching import TrainSample, rank_shards
 from grpo.learner.logprobs import SamplingDistribution
 from grpo.metrics import MetricsLogger
 from grpo.process_supervision import process_advantages
@@ -95,12 +97,18 @@ class PromptSampler:
 class RLLoop:
     def __init__(self, stage: RLStage, model_dir: Path, stage_dir: Path, *, seed: int,
                  cluster: ClusterConfig, base_dir: Path | None = None, dtype: str = "float32",
-                 progress=None):
+                 progress=None, config: dict | None = None):
         """`dtype`: the model's (the recipe's model.dtype), which the engines use unless rollout.dtype says
-        otherwise; the learners train float32 weights either way (learner.precision sets their compute)."""
+        otherwise; the learners train float32 weights either way (learner.precision sets their compute).
+        `config`: the stage's resolved config, flattened (the runner's; default: this stage's fields and the
+        model it starts from). Each checkpoint records it; a resume refuses a checkpoint whose config differs
+        in a key outside grpo.checkpoint.RESUMABLE_KEYS."""
         self.stage, self.model_dir, self.stage_dir = stage, Path(model_dir), Path(stage_dir)
         self.seed, self.cluster, self.base_dir, self.dtype = seed, cluster, base_dir, dtype
         self.progress = progress
+        self.config = config if config is not None else {
+            **flat_config(stage.model_dump(mode="json")), "input.model": str(self.model_dir),
+            "recipe.seed": seed, "recipe.model.dtype": dtype}
         self.ckpt_root = self.stage_dir / "checkpoints"
 
     # --------------------------------------------------------------------------------------- setup
@@ -149,7 +157,8 @@ class RLLoop:
         tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         sampler = self._prompts(tokenizer)
         resume_from = latest_checkpoint(self.ckpt_root)
-        start_step = checkpoint_step(resume_from) if resume_from else 0
+        start_step = self._check_resumable(resume_from) if resume_from else 0
+        self._rewind_logs(start_step)
         composer = RewardComposer(stage.rewards)
         self.step_scorer = StepScorer(stage.step_reward) if stage.step_reward else None
         self.tokenizer = tokenizer
@@ -247,14 +256,14 @@ class RLLoop:
         # One number per response for the statistics: the mean over its tokens under process supervision.
         advantages = torch.tensor([a if isinstance(a, float) else sum(a) / max(1, len(a)) for a in per_sample])
 
-        shards = [samples[r :: len(learners)] for r in range(len(learners))]
+        shards = rank_shards(samples, len(learners))
         training = [a.train.remote(shard, len(samples)) for a, shard in zip(learners, shards)]
         upcoming = None
         if stage.rollout.off_policy_steps and step + 1 < stage.steps:
             # The workers still hold the weights the learners started this step from.
             upcoming = self._rollout(step + 1, sampler, composer, workers)
         learner_metrics = ray.get(training)
-        metrics = dict(learner_metrics[0])
+        metrics = merge_rank_metrics(learner_metrics)
 
         t0 = time.perf_counter()
         weights = learners[0].sync_state_dict.remote()
@@ -342,10 +351,31 @@ class RLLoop:
     def _checkpoint(self, step: int, learners) -> None:
         with atomic_directory(checkpoint_dir(self.ckpt_root, step)) as tmp:
             ray.get(learners[0].save.remote(str(tmp)))
-            write_json(tmp / "state.json", {"step": step, "data_cursor": step * self.stage.prompts_per_step})
+            write_json(tmp / "state.json", {"step": step, "data_cursor": step * self.stage.prompts_per_step,
+                                            "config": self.config, "fingerprint": config_fingerprint(self.config)})
         prune(self.ckpt_root, keep=2)
 
+    def _check_resumable(self, checkpoint: Path) -> int:
+        """The checkpoint's step, after checking that this stage's config is the one it was written with."""
+        state = checkpoint_state(checkpoint)
+        name, step = self.stage.name, state["step"]
+        if "config" in state and state.get("fingerprint") != config_fingerprint(self.config):
+            changed = {k: v for k, v in config_changes(state["config"], self.config).items()
+                       if k not in RESUMABLE_KEYS}
+            if changed:
+                raise UserError(f"stage '{name}' changed since its checkpoint {checkpoint.name}: "
+                                f"{describe_changes(changed)}; rerun with --force {name} to start it again")
+        if self.stage.steps < step:
+            raise UserError(f"stage '{name}': steps {self.stage.steps} is below its checkpoint's step {step}; "
+                            f"raise steps, or rerun with --force {name} to start it again")
+        return step
 
-def clear_stage(stage_dir: Path) -> None:
-    if stage_dir.exists():
-        shutil.rmtree(stage_dir)
+    def _rewind_logs(self, step: int) -> None:
+        """Drop the lines of steps after `step` (logged before an interruption, after the last checkpoint) and
+        a line the interruption cut short, so that the resumed run's lines for those steps are the only ones."""
+        for path in (self.stage_dir / "metrics.jsonl", self.stage_dir / "samples.jsonl"):
+            if path.exists():
+                kept = [line for line in path.read_text().splitlines(keepends=True)
+                        if line.endswith("\n") and json.loads(line)["step"] <= step]
+                path.write_text("".join(kept))
+

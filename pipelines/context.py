@@ -20,6 +20,7 @@ class StageContext:
     model_dir: Path  # the model this stage starts from
     outputs: dict[str, Path] = field(default_factory=dict)  # models of earlier stages, by stage name
     echo: Callable[[str], None] = print
+    config: dict = field(default_factory=dict)  # the stage's resolved config, flattened (pipelines/runner.py)
 
 
 @dataclass

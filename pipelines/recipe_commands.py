@@ -24,13 +24,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run", help="run a recipe's stages (skips finished stages, resumes an interrupted one)",
         description="Run a recipe: build or load the model, then each stage in order. Outputs go to the "
         "run directory (output_dir, default runs/<name>). Rerunning skips finished stages and resumes an "
-        "interrupted RL stage from its last checkpoint.")
+        "interrupted RL stage from its last checkpoint; a stage whose config changed since is refused, "
+        "naming the change (`steps` may grow: a finished RL stage then continues).")
     p.add_argument("recipe", help="path to a recipe YAML")
     p.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
     p.add_argument("--resume", action="store_true",
                    help="require an earlier run to continue (the default already resumes when one exists)")
     p.add_argument("--force", action="append", default=[], metavar="STAGE",
-                   help="rerun this finished stage (repeatable); 'all' reruns every stage")
+                   help="run this stage again from its start, its earlier checkpoints, metrics and samples "
+                   "removed, and with it the later stages that read its outputs (repeatable); 'all' reruns "
+                   "every stage")
     p.set_defaults(func=_run)
 
 

@@ -24,7 +24,8 @@ def run_rl(stage: RLStage, ctx: StageContext) -> StageResult:
                      f"ETA {bar.eta()}")
 
         loop = RLLoop(stage, ctx.model_dir, ctx.stage_dir, seed=ctx.recipe.seed, cluster=ctx.recipe.cluster,
-                      base_dir=ctx.base_dir, dtype=ctx.recipe.model.dtype, progress=on_step)
+                      base_dir=ctx.base_dir, dtype=ctx.recipe.model.dtype, progress=on_step,
+                      config=ctx.config or None)
         model = loop.run()
     history = read_metrics(ctx.stage_dir / "metrics.jsonl")
     summary = {}

@@ -72,6 +72,17 @@ class LearnerHost:
             self.learner.close()
 
 
+def merge_rank_metrics(per_rank: list[dict[str, float]]) -> dict[str, float]:
+    """One step's learner metrics from every rank's `train` result. Each rank's loss/* terms are its share
+    of the batch loss (normalised by the global counts), so they add up; every other metric is averaged
+    over the ranks that report it (a rank that held no samples reports no loss statistics)."""
+    merged: dict[str, float] = {}
+    for key in dict.fromkeys(k for metrics in per_rank for k in metrics):
+        values = [metrics[key] for metrics in per_rank if key in metrics]
+        merged[key] = sum(values) if key.startswith("loss/") else sum(values) / len(values)
+    return merged
+
+
 def make_learners(num_learners: int, num_cpus: float, num_gpus: float, **learner_kwargs) -> list:
     """Start `num_learners` ranks; with more than one, they form a gloo (CPU) or NCCL (GPU) process group."""
     remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(LearnerHost)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -23,6 +24,33 @@ class TrainSample:
     @property
     def length(self) -> int:
         return len(self.prompt_ids) + len(self.completion_ids)
+
+
+def rank_shards(samples: list, world_size: int) -> list[list]:
+    """The batch dealt to the learner ranks: rank r gets samples[r::world_size]. `rank_mini_batches` relies on
+    this order to find which of a rank's samples belong to which mini-batch."""
+    return [samples[r::world_size] for r in range(world_size)]
+
+
+def rank_mini_batches(local: list, parts: int, rank: int, world_size: int, global_count: int) -> list[list]:
+    """This rank's share of each mini-batch of a batch of `global_count` samples dealt by `rank_shards`.
+
+    The batch is cut into contiguous mini-batches of ceil(global_count / parts) samples, the same cut one
+    rank makes of the whole batch, so the ranks together take the same optimizer steps as a single learner.
+    Every rank returns the same number of parts, empty where it holds none of a mini-batch: all ranks then
+    join every mini-batch's collectives (token counts, gradient reductions, FSDP2 gathers).
+    """
+    if not global_count:
+        return []
+    size = math.ceil(global_count / parts)
+    shares: list[list] = [[] for _ in range(math.ceil(global_count / size))]
+    for j, item in enumerate(local):
+        position = rank + j * world_size  # its index in the whole batch
+        if position >= global_count:
+            raise ValueError(f"rank {rank} holds {len(local)} samples, more than its share of {global_count} "
+                             f"over {world_size} ranks")
+        shares[position // size].append(item)
+    return shares
 
 
 def pack_by_token_budget(samples: list[TrainSample], token_budget: int) -> list[list[int]]:

@@ -16,7 +16,6 @@ Log-probs are those of the rollout's sampling distribution (`sampling`, grpo/lea
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch.distributed as dist
 from grpo.algorithms.losses import PolicyLossConfig, policy_loss
 from grpo.config import AlgorithmConfig, LearnerConfig
 from grpo.learner import fsdp
-from grpo.learner.batching import TrainSample, collate, pack_by_token_budget
+from grpo.learner.batching import TrainSample, collate, pack_by_token_budget, rank_mini_batches
 from grpo.learner.logprobs import CompletionLogprobs, SamplingDistribution
 from grpo.learner.moe import RouterProbe
 from grpo.schedule import lr_lambda
@@ -188,9 +187,18 @@ class Learner:
     # ------------------------------------------------------------------------------------ training
 
     def train(self, samples: list[TrainSample], global_num_samples: int | None = None) -> dict[str, float]:
-        """Optimizer steps over this rank's share of one batch; returns metrics averaged over micro-batches."""
+        """Optimizer steps over this rank's share of one batch; returns metrics averaged over micro-batches.
+
+        With several ranks, `samples` is this rank's deal of the batch (grpo.learner.batching.rank_shards) and
+        `global_num_samples` the batch's size. A rank holding no samples, or none of some mini-batch, still
+        runs every pass and collective the others run, with zero gradient, so no rank waits on another.
+        """
         t0 = time.perf_counter()
-        if not samples:
+        if global_num_samples is None:
+            if self.dist.world_size > 1:
+                raise ValueError("train: with several ranks, pass global_num_samples (the whole batch's size)")
+            global_num_samples = len(samples)
+        if not global_num_samples:  # the same on every rank: none of them trains
             return {"learner/skipped_empty_batch": 1.0}
         if self.needs_reference:
             if self.reference is not None:
@@ -209,8 +217,10 @@ class Learner:
         counts: dict[str, int] = {}
         mismatch_num, mismatch_den = 0.0, 0.0
         num_tokens = 0
+        parts = rank_mini_batches(samples, self.mini_batches, self.dist.rank, self.dist.world_size,
+                                  global_num_samples)
         for iteration in range(self.num_iterations):
-            for mb_index, part in enumerate(_split(samples, self.mini_batches)):
+            for mb_index, part in enumerate(parts):
                 # Each rank holds 1/world_size of every mini-batch; normalisers are the global counts.
                 global_part = self._global_responses_with_tokens(part)
                 global_tokens = self._global_tokens(part)
@@ -236,7 +246,8 @@ class Learner:
                     loss.backward()
                     for key, value in metrics.items():
                         sums[key] = sums.get(key, 0.0) + float(value)
-                        # loss/* terms are each micro-batch's share of the mini-batch loss: they add up.
+                        # loss/* terms are each micro-batch's share of the mini-batch loss: they add up, and
+                        # are averaged over the updates (below), the same count on every rank.
                         if not key.startswith("loss/"):
                             counts[key] = counts.get(key, 0) + 1
                     if iteration == 0 and mb_index == 0 and mb.rollout_logprobs is not None:
@@ -244,14 +255,12 @@ class Learner:
                         mismatch_num += float(diff.sum())
                         mismatch_den += float(mask.sum())
                     num_tokens += int(mb.attention_mask.sum())
-                for key in sums:
-                    if key.startswith("loss/"):
-                        counts[key] = counts.get(key, 0) + 1
                 self._all_reduce_grads()
                 grad_norm = self._clip_and_step()
                 sums["learner/grad_norm"] = sums.get("learner/grad_norm", 0.0) + grad_norm
                 counts["learner/grad_norm"] = counts.get("learner/grad_norm", 0) + 1
-        metrics = {k: sums[k] / counts[k] for k in sums}
+        updates = self.num_iterations * len(parts)
+        metrics = {k: sums[k] / (updates if k.startswith("loss/") else counts[k]) for k in sums}
         if mismatch_den:
             metrics["rollout/logprob_mismatch"] = mismatch_num / mismatch_den
         metrics.update(self.router.pop_load_metrics())
@@ -379,6 +388,3 @@ def _to(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
     return None if t is None else t.to(like.device)
 
 
-def _split(items: list, parts: int) -> list[list]:
-    size = math.ceil(len(items) / parts)
-    return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
