@@ -165,7 +165,7 @@ def aggregate_loss(
         "dapo":    (1 / sum_i |o_i|) * sum_{i,t} l_{i,t}
         "dr_grpo": (1 / (N' * max_completion_length)) * sum_{i,t} l_{i,t}
 
-    A response whose tokens are all masked (mask_truncated, dynamic sampling) contributes 0 and is not
+    A response whose tokens are all masked contributes 0 and is not
     counted, so masking some responses does not scale the others' loss (TRL divides by every row); an
     all-masked or empty batch gives exactly 0 (still attached to the graph, so backward() works).
 

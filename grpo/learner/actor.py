@@ -1,6 +1,6 @@
 """Ray edge of the learner: one actor per data-parallel rank, each wrapping a plain `Learner`.
 
-The driver makes whole-model calls (weight sync, saves, log-probs) on rank 0 only. Under `strategy: fsdp2`
+The driver makes whole-model calls (weight sync, saves) on rank 0 only. Under `strategy: fsdp2`
 those are collectives over every rank, so rank 0 has its peers join each one and drops their results.
 """
 
@@ -45,9 +45,6 @@ class LearnerHost:
 
     def train(self, samples, global_num_samples):
         return self.learner.train(samples, global_num_samples)
-
-    def compute_logprobs(self, samples):
-        return self._with_peers("compute_logprobs", samples)
 
     def sync_state_dict(self):
         return self._with_peers("sync_state_dict")

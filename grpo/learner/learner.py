@@ -178,7 +178,10 @@ class Learner:
                          mb.completion_mask.shape[1], self.cfg.logprob_chunk_size, with_entropy)
 
     def compute_logprobs(self, samples: list[TrainSample]) -> list[list[float]]:
-        """Current-policy log-probs of each sample's completion (eval mode, no grad). Used by parity tests."""
+        """Current-policy log-probs of each sample's completion (eval mode, no grad), as the loss computes them:
+        what the parity tests compare with the engine's and across precisions (test_rollout_sync.py,
+        test_learner_precision.py). Under fsdp2 every rank must call it. The RL loop needs no such call:
+        train() measures the same gap every step (rollout/logprob_mismatch)."""
         self.model.eval()
         self._fill_logprobs(samples, "old_logprobs", self.policy)
         self.model.train()
