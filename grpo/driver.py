@@ -286,7 +286,7 @@ class RLLoop:
     def _sync_weights(self, version: int, learners, workers) -> dict[str, float]:
         """Push the learners' weights to every rollout worker as `version`."""
         t0 = time.perf_counter()
-        weights = learners[0].sync_state_dict.remote()
+        weights = learners[0].gather_full_state_dict_on_rank0.remote()
         sync_results = ray.get([w.update_weights.remote(weights, version) for w in workers])
         t_sync = time.perf_counter() - t0
         return {"timing/sync": t_sync, "sync/seconds": max(r.get("sync/seconds", t_sync) for r in sync_results)}
