@@ -52,7 +52,6 @@ from grpo.metrics import MetricsLogger
 from grpo.process_supervision import process_advantages
 from grpo.rollout.actor import finished_groups, make_rollout_workers, start_streams
 from grpo.rollout.engine import Sample, SamplingConfig
-from grpo.rollout import judge as _vllm_judge  # noqa: F401  registers the judge reward's vllm backend
 from rewards.compose import ComposedRewards, RewardComposer, repeat_columns
 from rewards.steps import StepScore, StepScorer
 
