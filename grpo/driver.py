@@ -1,6 +1,8 @@
 """The RL loop: prompts -> rollout (vLLM actors) -> rewards -> advantages -> learner updates -> weight sync.
 
-One `RLLoop.run()` is one `rl` stage. Everything it needs to resume lives in its stage directory:
+One `RLLoop.run()` is one `rl` stage; its loop reads as the algorithm, one method per step (`_rollout`: prompts,
+sampling, rewards; `_train_batch`: advantages; `_start_update`; `_sync_weights`), and shows where the off-policy
+overlap starts the next rollout. Everything a run needs to resume lives in its stage directory:
 
     <stage_dir>/checkpoints/step-000010/   model/ (HF), trainer_state.pt, state.json   (atomic)
     <stage_dir>/metrics.jsonl, tensorboard/, samples.jsonl
@@ -50,7 +52,6 @@ from grpo.metrics import MetricsLogger
 from grpo.process_supervision import process_advantages
 from grpo.rollout.actor import finished_groups, make_rollout_workers, start_streams
 from grpo.rollout.engine import Sample, SamplingConfig
-from grpo.rollout import judge as _vllm_judge  # noqa: F401  registers the judge reward's vllm backend
 from rewards.compose import ComposedRewards, RewardComposer, repeat_columns
 from rewards.steps import StepScore, StepScorer
 
@@ -73,6 +74,21 @@ class Rollout:
     scored: ComposedRewards
     timings: dict[str, float]
     steps: list[list[StepScore]] | None = None
+
+
+@dataclass
+class TrainBatch:
+    """What the learners train on from one rollout: its samples with their advantages, and the bookkeeping
+    its metrics report. `advantages` has one entry per sample of the kept groups (group-contiguous, before
+    truncated samples are masked): a number (outcome supervision) or one per completion token (process)."""
+
+    samples: list[TrainSample]
+    rewards: torch.Tensor  # every sample's reward, kept groups or not
+    kept: list[int]  # the groups dynamic sampling kept (all of them without it)
+    dropped: int
+    advantages: list[float | list[float]]
+    sampled_by: int  # the weights version that sampled the batch
+    staleness: int
 
 
 class PromptSampler:
@@ -166,11 +182,21 @@ class RLLoop:
         learners, workers = self._start(resume_from, start_step)
         samples_log = (self.stage_dir / "samples.jsonl").open("a")
         try:
-            rollout = None  # off-policy: the batch sampled during the previous step
+            upcoming = None  # off-policy: batch step+1, sampled and scored while the learners trained on `step`
             for step in range(start_step, stage.steps):
-                if rollout is None:
-                    rollout = self._rollout(step, sampler, composer, workers)
-                metrics, rollout = self.step(step, rollout, sampler, composer, learners, workers, samples_log)
+                # prompts -> rollout -> rewards (off-policy, batch `step` was sampled during the previous step)
+                rollout = upcoming if upcoming is not None else self._rollout(step, sampler, composer, workers)
+                batch = self._train_batch(step, rollout)           # advantages
+                training = self._start_update(batch, learners)     # update, running on the learner actors
+                upcoming = None
+                if stage.rollout.off_policy_steps and step + 1 < stage.steps:
+                    # One-step-off-policy: the workers still hold the weights this update started from; they
+                    # sample and score batch step+1 with them while the learners train.
+                    upcoming = self._rollout(step + 1, sampler, composer, workers)
+                learner_metrics = ray.get(training)
+                sync = self._sync_weights(step + 1, learners, workers)  # sync: the workers get version step+1
+                metrics = self._metrics(rollout, batch, learner_metrics, sync)
+                self._log_samples(samples_log, step, rollout)
                 logger.log(step + 1, metrics)
                 if self.progress:
                     self.progress(step + 1, stage.steps, metrics)
@@ -222,15 +248,12 @@ class RLLoop:
             "timing/reward_overlapped": overlapped_s,
         }, steps=[s for i in order for s in steps[i]] if self.step_scorer else None)
 
-    def step(self, step: int, rollout: Rollout, sampler: PromptSampler, composer: RewardComposer, learners,
-             workers, samples_log) -> tuple[dict, Rollout | None]:
-        """Train on `rollout` (batch `step`) and sync the workers. Returns the step's metrics and, off-policy,
-        batch step+1, which the workers sampled with this step's starting weights while the learners trained."""
+    def _train_batch(self, step: int, rollout: Rollout) -> TrainBatch:
+        """Advantages of `rollout` (batch `step`) and the samples the learners train on."""
         stage, algo, G = self.stage, self.stage.algorithm, self.stage.algorithm.num_generations
-        batch, groups, scored = rollout.batch, rollout.groups, rollout.scored
-        flat = [s for group in groups for s in group]
-        rewards = torch.tensor(scored.totals, dtype=torch.float32)
-        sampled_by = min(s.weights_version for s in flat)
+        groups = rollout.groups
+        rewards = torch.tensor(rollout.scored.totals, dtype=torch.float32)
+        sampled_by = min(s.weights_version for group in groups for s in group)
         staleness = step - sampled_by  # versions count learner steps: the learners are at version `step` now
         if not 0 <= staleness <= stage.rollout.off_policy_steps:
             raise RuntimeError(f"batch {step} was sampled by weights {staleness} steps old; rollout.off_policy_steps "
@@ -241,7 +264,6 @@ class RLLoop:
         if algo.dynamic_sampling:
             keep, dropped = dynamic_sampling_mask(rewards, G)
         kept = [g for g in range(len(groups)) if keep[g]]
-        kept_rewards = torch.cat([rewards[g * G : (g + 1) * G] for g in kept]) if kept else rewards[:0]
         per_sample = self._advantages(rollout, kept, rewards)
         samples = []
         for slot, g in enumerate(kept):
@@ -253,23 +275,28 @@ class RLLoop:
                     prompt_ids=list(s.prompt_token_ids), completion_ids=list(s.token_ids),
                     advantage=per_sample[slot * G + j], rollout_logprobs=list(s.logprobs),
                     truncated=truncated))
-        # One number per response for the statistics: the mean over its tokens under process supervision.
-        advantages = torch.tensor([a if isinstance(a, float) else sum(a) / max(1, len(a)) for a in per_sample])
+        return TrainBatch(samples, rewards, kept, dropped, per_sample, sampled_by, staleness)
 
-        shards = rank_shards(samples, len(learners))
-        training = [a.train.remote(shard, len(samples)) for a, shard in zip(learners, shards)]
-        upcoming = None
-        if stage.rollout.off_policy_steps and step + 1 < stage.steps:
-            # The workers still hold the weights the learners started this step from.
-            upcoming = self._rollout(step + 1, sampler, composer, workers)
-        learner_metrics = ray.get(training)
-        metrics = merge_rank_metrics(learner_metrics)
+    def _start_update(self, batch: TrainBatch, learners) -> list:
+        """Start the learners' update on `batch` (each rank its shard); returns the refs of their metrics."""
+        shards = rank_shards(batch.samples, len(learners))
+        return [a.train.remote(shard, len(batch.samples)) for a, shard in zip(learners, shards)]
 
+    def _sync_weights(self, version: int, learners, workers) -> dict[str, float]:
+        """Push the learners' weights to every rollout worker as `version`."""
         t0 = time.perf_counter()
-        weights = learners[0].sync_state_dict.remote()
-        sync_results = ray.get([w.update_weights.remote(weights, step + 1) for w in workers])
+        weights = learners[0].gather_full_state_dict_on_rank0.remote()
+        sync_results = ray.get([w.update_weights.remote(weights, version) for w in workers])
         t_sync = time.perf_counter() - t0
+        return {"timing/sync": t_sync, "sync/seconds": max(r.get("sync/seconds", t_sync) for r in sync_results)}
 
+    def _metrics(self, rollout: Rollout, batch: TrainBatch, learner_metrics: list[dict],
+                 sync: dict[str, float]) -> dict[str, float]:
+        """The step's metrics: the learners' (merged over ranks), the rollout's, the rewards' and the sync's."""
+        G = self.stage.algorithm.num_generations
+        scored, rewards, kept, per_sample = rollout.scored, batch.rewards, batch.kept, batch.advantages
+        flat = [s for group in rollout.groups for s in group]
+        metrics = merge_rank_metrics(learner_metrics)
         lengths = torch.tensor([len(s.token_ids) for s in flat], dtype=torch.float32)
         metrics.update({
             "reward/mean": float(rewards.mean()),
@@ -279,15 +306,15 @@ class RLLoop:
             "length/mean": float(lengths.mean()),
             "length/max": float(lengths.max()),
             "length/clipped_frac": sum(s.finish_reason == "length" for s in flat) / len(flat),
-            "batch/dropped_groups": float(dropped),
-            "batch/samples": float(len(samples)),
-            "rollout/weights_version": float(sampled_by),
-            "rollout/staleness": float(staleness),
+            "batch/dropped_groups": float(batch.dropped),
+            "batch/samples": float(len(batch.samples)),
+            "rollout/weights_version": float(batch.sampled_by),
+            "rollout/staleness": float(batch.staleness),
             **rollout.timings,
-            "timing/sync": t_sync,
+            "timing/sync": sync["timing/sync"],
             "throughput/rollout_tokens_per_s": float(lengths.sum()) / max(rollout.timings["timing/generate"],
                                                                           1e-9),
-            "sync/seconds": max(r.get("sync/seconds", t_sync) for r in sync_results),
+            "sync/seconds": sync["sync/seconds"],
         })
         if rollout.steps is not None:
             step_scores = [s.score for row in rollout.steps for s in row]
@@ -300,6 +327,9 @@ class RLLoop:
                 "process/step_reward_errors": float(self.step_scorer.errors),
             })
         if kept:
+            kept_rewards = torch.cat([rewards[g * G : (g + 1) * G] for g in kept])
+            # One number per response for the statistics: the mean over its tokens under process supervision.
+            advantages = torch.tensor([a if isinstance(a, float) else sum(a) / max(1, len(a)) for a in per_sample])
             metrics.update({k: v for k, v in advantage_stats(advantages, kept_rewards, G).items()
                             if k.startswith(("advantage/", "frac_"))})
         for name in ACCURACY_REWARDS:
@@ -307,8 +337,7 @@ class RLLoop:
                 values = scored.components[name]
                 metrics["accuracy"] = sum(v >= 1.0 for v in values) / len(values)
                 break
-        self._log_samples(samples_log, step, groups, scored, batch, G)
-        return metrics, upcoming
+        return metrics
 
     def _advantages(self, rollout: Rollout, kept: list[int], rewards: torch.Tensor) -> list[float | list[float]]:
         """The advantage of every sample of the kept groups (group-contiguous): one number (outcome
@@ -334,8 +363,9 @@ class RLLoop:
                                         scale_rewards=algo.scale_rewards, lengths=loss_tokens)
         return scale_negative_advantages(advantages, algo.negative_advantage_scale).tolist()
 
-    def _log_samples(self, out, step, groups, scored, batch, G) -> None:
+    def _log_samples(self, out, step: int, rollout: Rollout) -> None:
         """Best and worst completion of the first groups, with their reward components (for the report)."""
+        groups, scored, batch, G = rollout.groups, rollout.scored, rollout.batch, self.stage.algorithm.num_generations
         for g in range(min(2, len(groups))):
             totals = scored.totals[g * G : (g + 1) * G]
             for label, j in (("best", max(range(G), key=totals.__getitem__)),

@@ -13,7 +13,6 @@ import sys
 
 from common.errors import UserError
 from grpo import progress
-from grpo.rollout import judge as _vllm_judge  # noqa: F401  registers the judge reward's vllm backend
 
 # "module:function" for each command group; each function adds its subparser(s) and sets `func`.
 COMMAND_GROUPS = [

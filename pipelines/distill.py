@@ -31,11 +31,8 @@ def run_distill(stage: DistillStage, ctx: StageContext) -> StageResult:
                                 stage.sampling, seed=ctx.recipe.seed, cluster=ctx.recipe.cluster,
                                 label=f"[{stage.name}] teacher generate")
     texts = [s.text for g in groups for s in g]
-    composer = RewardComposer(stage.rewards)
-    try:
+    with RewardComposer(stage.rewards) as composer:
         correct = composer(texts, repeat_columns(rows, k)).components[stage.rewards[0].name]
-    finally:
-        composer.close()
     traces = [(rows[i // k], texts[i]) for i in range(len(texts))
               if correct[i] >= 1.0 and groups[i // k][i % k].finish_reason == "stop"]
     if not traces:

@@ -30,11 +30,8 @@ def evaluate_model(model_dir, stage: EvalStage, rows: list[dict], ctx: StageCont
                                 cluster=ctx.recipe.cluster, label=f"[{stage.name}] generate")
     completions = [s.text for group in groups for s in group]
     columns = repeat_columns(rows, k)
-    composer = RewardComposer(stage.rewards)
-    try:
+    with RewardComposer(stage.rewards) as composer:
         scored = composer(completions, columns)
-    finally:
-        composer.close()
     first = stage.rewards[0].name
     correct = [v >= 1.0 for v in scored.components[first]]
     per_prompt = [correct[i * k : (i + 1) * k] for i in range(len(rows))]

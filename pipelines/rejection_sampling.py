@@ -69,11 +69,8 @@ def run_rejection_sampling(stage: RejectionSamplingStage, ctx: StageContext) -> 
     texts = [s.text for s in flat]
     columns = repeat_columns(rows, k)
     columns["prompt"] = [p for p in prompts for _ in range(k)]
-    composer = RewardComposer(stage.rewards)
-    try:
+    with RewardComposer(stage.rewards) as composer:
         scored = composer(texts, columns)
-    finally:
-        composer.close()
     correct = scored.components[stage.rewards[0].name]
     format_ok = get_reward("format")(texts, **columns) if stage.filters.require_format else None
     language = None

@@ -92,7 +92,7 @@ class Judge:
 
 # Judge backends by name. "transformers" (generate()) lives here; "vllm", the default, is registered by
 # grpo/rollout/judge.py beside the rollout engine that serves it (rewards sit below the RL core, so the
-# engine is handed in from above rather than imported from here). The `grpo` command registers it.
+# engine is handed in from above rather than imported from here). Importing the grpo package registers it.
 _HOSTS: dict[str, ModelHost] = {"transformers": ModelHost(Judge)}
 
 
@@ -131,8 +131,8 @@ class GenerativeJudge(DetailedReward):
     ) -> list[RewardOutput]:
         check_template(template)
         if backend not in _HOSTS:
-            hint = (" (the vllm backend is registered by importing grpo.rollout.judge, as the `grpo` command "
-                    "and the pipeline stages do)" if backend == "vllm" else "")
+            hint = (" (the vllm backend is registered by importing the grpo package, as the `grpo` command, "
+                    "the RL loop and the pipeline stages do)" if backend == "vllm" else "")
             raise UserError(f"judge backend must be one of {sorted(_HOSTS)}, got {backend!r}{hint}")
         questions = prompt or [""] * len(completions)
         references = answer or [""] * len(completions)

@@ -20,9 +20,6 @@ from grpo.algorithms.losses import LOSS_TYPES, METRIC_NAMES, PolicyLossConfig, a
 from grpo.algorithms.shaping import (
     advantage_stats,
     dynamic_sampling_mask,
-    kl_in_reward,
-    mask_truncated,
-    overlong_penalty,
     uniform_groups,
 )
 
@@ -41,9 +38,6 @@ __all__ = [
     "dynamic_sampling_mask",
     "grpo_advantages",
     "kl_estimate",
-    "kl_in_reward",
-    "mask_truncated",
-    "overlong_penalty",
     "policy_loss",
     "process_supervision_advantages",
     "reinforce_pp_baseline_advantages",

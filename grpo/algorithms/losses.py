@@ -165,9 +165,9 @@ def aggregate_loss(
         "dapo":    (1 / sum_i |o_i|) * sum_{i,t} l_{i,t}
         "dr_grpo": (1 / (N' * max_completion_length)) * sum_{i,t} l_{i,t}
 
-    A response whose tokens are all masked (mask_truncated, dynamic sampling) contributes 0 and is not
-    counted, so masking some responses does not scale the others' loss (TRL divides by every row); an
-    all-masked or empty batch gives exactly 0 (still attached to the graph, so backward() works).
+    A response whose tokens are all masked contributes 0 and is not counted, so masking some responses does
+    not scale the others' loss (TRL divides by every row); an all-masked or empty batch gives exactly 0 (still
+    attached to the graph, so backward() works).
 
     Gradient accumulation: when a batch is split into micro-batches whose losses are summed (not averaged),
     pass the whole batch's N' as num_responses_in_batch ("grpo", "dr_grpo") and its number of unmasked tokens

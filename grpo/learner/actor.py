@@ -1,6 +1,6 @@
 """Ray edge of the learner: one actor per data-parallel rank, each wrapping a plain `Learner`.
 
-The driver makes whole-model calls (weight sync, saves, log-probs) on rank 0 only. Under `strategy: fsdp2`
+The driver makes whole-model calls (weight sync, saves) on rank 0 only. Under `strategy: fsdp2`
 those are collectives over every rank, so rank 0 has its peers join each one and drops their results.
 """
 
@@ -37,7 +37,9 @@ class LearnerHost:
     def set_peers(self, peers: list) -> None:
         self.peers = peers
 
-    def _with_peers(self, method: str, *args):
+    def _call_with_peers_if_sharded(self, method: str, *args):
+        """Rank 0's `method(*args)`. Under fsdp2 it is a collective, so every other rank calls it too (their
+        results are dropped); otherwise rank 0 alone calls it."""
         joined = [getattr(peer, method).remote(*args) for peer in self.peers] if self.learner.sharded else []
         result = getattr(self.learner, method)(*args)
         ray.get(joined)
@@ -46,20 +48,17 @@ class LearnerHost:
     def train(self, samples, global_num_samples):
         return self.learner.train(samples, global_num_samples)
 
-    def compute_logprobs(self, samples):
-        return self._with_peers("compute_logprobs", samples)
-
-    def sync_state_dict(self):
-        return self._with_peers("sync_state_dict")
+    def gather_full_state_dict_on_rank0(self):
+        return self._call_with_peers_if_sharded("gather_full_state_dict_on_rank0")
 
     def trainable_names(self):
         return self.learner.trainable_names()
 
     def save(self, directory: str) -> None:
-        self._with_peers("save", directory)
+        self._call_with_peers_if_sharded("save", directory)
 
     def save_model(self, directory: str) -> None:
-        self._with_peers("save_model", directory)
+        self._call_with_peers_if_sharded("save_model", directory)
 
     def load_trainer_state(self, directory: str) -> None:
         self.learner.load_trainer_state(directory)

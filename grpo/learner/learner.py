@@ -178,7 +178,10 @@ class Learner:
                          mb.completion_mask.shape[1], self.cfg.logprob_chunk_size, with_entropy)
 
     def compute_logprobs(self, samples: list[TrainSample]) -> list[list[float]]:
-        """Current-policy log-probs of each sample's completion (eval mode, no grad). Used by parity tests."""
+        """Current-policy log-probs of each sample's completion (eval mode, no grad), as the loss computes them:
+        what the parity tests compare with the engine's and across precisions (test_rollout_sync.py,
+        test_learner_precision.py). Under fsdp2 every rank must call it. The RL loop needs no such call:
+        train() measures the same gap every step (rollout/logprob_mismatch)."""
         self.model.eval()
         self._fill_logprobs(samples, "old_logprobs", self.policy)
         self.model.train()
@@ -304,11 +307,11 @@ class Learner:
 
     # ------------------------------------------------------------------------------------ weights
 
-    def sync_state_dict(self) -> dict[str, torch.Tensor]:
-        """Full-model weights with Hugging Face names, as the rollout engine loads them (LoRA merged in): the
-        float32 master weights, which the engine casts to its own dtype (a float32 engine needs them
-        unrounded). Under fsdp2 every rank must call it (the weights are gathered);
-        ranks other than 0 get {}."""
+    def gather_full_state_dict_on_rank0(self) -> dict[str, torch.Tensor]:
+        """A full CPU copy of the model's weights with Hugging Face names, as the rollout engine loads them
+        (LoRA merged in): the float32 master weights, which the engine casts to its own dtype (a float32
+        engine needs them unrounded). Under fsdp2 it gathers the shards: every rank must call it, and ranks
+        other than 0 get {}. Unsharded, each rank copies its own replica (the driver asks rank 0)."""
         if self.sharded:
             return fsdp.full_state_dict(self.model, keep=self.dist.rank == 0)
         if self.cfg.lora is None:
@@ -350,14 +353,14 @@ class Learner:
         """Hugging Face directory of the full model. Under fsdp2 every rank must call it; rank 0 writes."""
         base = self.model.get_base_model() if self.cfg.lora is not None else self.model
         if self.sharded:
-            full = self.sync_state_dict()
+            full = self.gather_full_state_dict_on_rank0()
             if self.dist.rank != 0:
                 return
             base.save_pretrained(directory, state_dict=full)
         elif self.cfg.lora is None:
             base.save_pretrained(directory)
         else:
-            merged = self.sync_state_dict()
+            merged = self.gather_full_state_dict_on_rank0()
             base.save_pretrained(directory, state_dict=merged)
         self.tokenizer.save_pretrained(directory)
 

@@ -1,14 +1,14 @@
 """The generative judge (rewards/judge.py) served by a rollout engine: the reward's default `vllm` backend.
 
 It lives here, above the rewards package, because it needs the RL core's vLLM engine; importing this module
-registers it with the judge (the `grpo` command and the RL loop do).
+registers it with the judge, and importing the grpo package does (grpo/__init__.py). The engine (torch, vLLM)
+is imported when a judge is built, so that registering it stays as light as `import rewards`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from grpo.rollout.engine import RolloutEngine, SamplingConfig
 from rewards.judge import Judge, register_judge_backend
 from rewards.model_host import check_model_dir
 
@@ -19,6 +19,8 @@ class VllmJudge(Judge):
     threads."""
 
     def __init__(self, model_dir: str | Path, dtype: str = "float32", max_new_tokens: int = 64) -> None:
+        from grpo.rollout.engine import RolloutEngine, SamplingConfig
+
         check_model_dir(model_dir)
         self.engine = RolloutEngine(model_dir, dtype=dtype, kv_cache_gib=0.5)
         self.tokenizer = self.engine.tokenizer

@@ -45,8 +45,10 @@ def test_one_step_off_policy_run_and_its_resume(ray_cluster, tiny_qwen2_dir, tmp
     shutil.rmtree(checkpoint_dir(stage_dir / "checkpoints", 4))
     shutil.rmtree(final)
     run_loop(stage, tiny_qwen2_dir, stage_dir)
-    resumed = read_metrics(stage_dir / "metrics.jsonl")[4:]
-    assert [h["step"] for h in resumed] == [3, 4]
+    # The resumed run drops the lines logged after its checkpoint (RLLoop._rewind_logs) and writes its own.
+    history = read_metrics(stage_dir / "metrics.jsonl")
+    assert [h["step"] for h in history] == [1, 2, 3, 4]
+    resumed = history[2:]
     assert [h["rollout/weights_version"] for h in resumed] == [2, 2]
     assert [h["rollout/staleness"] for h in resumed] == [0, 1]
     assert resumed[0]["rollout/logprob_mismatch"] <= QWEN2_TOLERANCE

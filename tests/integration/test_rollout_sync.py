@@ -88,7 +88,7 @@ def check_sync_parity(engine, model_dir, tolerance: float, sampling: SamplingCon
                       precision: str = "float32") -> dict[str, float]:
     """A grpo Learner (learner.precision `precision`, log-probs under `sampling`) and `engine` agree on the
     fixture weights, disagree once the learner's are perturbed, and agree again after a sync of its
-    sync_state_dict (float32 master weights, cast by the engine to its dtype)."""
+    gather_full_state_dict_on_rank0 (float32 master weights, cast by the engine to its dtype)."""
     learner = make_learner(model_dir, sampling, precision)
     assert mean_difference(engine.generate(PROMPTS, 4, sampling), learner) <= tolerance  # the fixture weights
     perturb(learner.model, seed=1)
@@ -96,7 +96,7 @@ def check_sync_parity(engine, model_dir, tolerance: float, sampling: SamplingCon
     assert stale >= STALE_AT_LEAST, f"the perturbation did not move the model ({stale:.3g})"
     version = engine.weights_version
     try:
-        timing = engine.update_weights(learner.sync_state_dict(), version + 1)
+        timing = engine.update_weights(learner.gather_full_state_dict_on_rank0(), version + 1)
         assert engine.weights_version == version + 1
         groups = engine.generate(PROMPTS, 4, sampling)
         synced = mean_difference(groups, learner)

@@ -85,13 +85,13 @@ def test_lora_changes_only_adapters_and_sync_weights_are_merged(tiny_qwen2_dir):
     learner = _learner(tiny_qwen2_dir, token_budget=64, lora=LoraConfig(r=4, alpha=8))
     names = learner.trainable_names()
     assert names and all("lora_" in n for n in names)
-    base_before = {k: v.clone() for k, v in learner.sync_state_dict().items()}
+    base_before = {k: v.clone() for k, v in learner.gather_full_state_dict_on_rank0().items()}
     frozen_before = {n: p.detach().clone() for n, p in learner.model.named_parameters() if not p.requires_grad}
     learner.train(_samples(6))
     for n, p in learner.model.named_parameters():
         if not p.requires_grad:
             assert torch.equal(p, frozen_before[n]), n
-    after = learner.sync_state_dict()
+    after = learner.gather_full_state_dict_on_rank0()
     assert after.keys() == base_before.keys()
     assert not any("lora" in k or "base_layer" in k for k in after)
     assert any(not torch.equal(after[k], base_before[k]) for k in after)  # merged adapters moved the weights

@@ -64,15 +64,15 @@ def _qwen2_ranks(rank: int, port: int, model_dir: str, out: str) -> None:
     torch.set_num_threads(1)
     seen = {}
     ddp = _learner(model_dir, "ddp", rank, port)
-    seen["initial"] = ddp.sync_state_dict()
+    seen["initial"] = ddp.gather_full_state_dict_on_rank0()
     seen["ddp_metrics"] = _train(ddp, 0, rank)
     seen["ddp_grads"] = _grads(ddp)
-    seen["ddp"] = ddp.sync_state_dict()
+    seen["ddp"] = ddp.gather_full_state_dict_on_rank0()
 
     sharded = _learner(model_dir, "fsdp2", rank, port)
     seen["fsdp_metrics"] = _train(sharded, 0, rank)
     seen["fsdp_grads"] = _grads(sharded)
-    seen["fsdp"] = sharded.sync_state_dict()
+    seen["fsdp"] = sharded.gather_full_state_dict_on_rank0()
     sharded.save(Path(out) / "checkpoint")
 
     # beta 0: Learner loads its reference from the directory it loads the policy from, so one built from a
@@ -81,11 +81,11 @@ def _qwen2_ranks(rank: int, port: int, model_dir: str, out: str) -> None:
     _train(uninterrupted, 0, rank)
     uninterrupted.save(Path(out) / "resume")
     _train(uninterrupted, 1, rank)
-    seen["fsdp_step2"] = uninterrupted.sync_state_dict()
+    seen["fsdp_step2"] = uninterrupted.gather_full_state_dict_on_rank0()
     resumed = _learner(Path(out) / "resume" / "model", "fsdp2", rank, port, beta=0.0)
     resumed.load_trainer_state(Path(out) / "resume")
     _train(resumed, 1, rank)
-    seen["resumed_step2"] = resumed.sync_state_dict()
+    seen["resumed_step2"] = resumed.gather_full_state_dict_on_rank0()
     if rank == 0:
         torch.save(seen, Path(out) / "seen.pt")
     resumed.close()
@@ -98,7 +98,7 @@ def _dsv3_ranks(rank: int, port: int, model_dir: str, out: str) -> None:
         learner = _learner(model_dir, strategy, rank, port, router="aux_loss", router_aux_loss_coef=0.01)
         seen[f"{strategy}_metrics"] = _train(learner, 0, rank)
         seen[f"{strategy}_grads"] = _grads(learner)
-        seen[strategy] = learner.sync_state_dict()
+        seen[strategy] = learner.gather_full_state_dict_on_rank0()
     if rank == 0:
         torch.save(seen, Path(out) / "seen.pt")
     learner.close()
@@ -139,7 +139,7 @@ def test_fsdp2_update_sync_save_and_resume_match_ddp(tiny_qwen2_dir, tmp_path):
     for key in ("loss/policy", "loss/kl"):
         assert seen["fsdp_metrics"][key] == seen["ddp_metrics"][key]  # rank 0's own samples, same weights
 
-    # save_model (inside save) wrote exactly the weights sync_state_dict returned (the tied head once).
+    # save_model (inside save) wrote exactly the weights gather_full_state_dict_on_rank0 returned (the tied head once).
     saved = load_file(str(tmp_path / "checkpoint" / "model" / "model.safetensors"))
     assert set(sharded) - set(saved) <= {"lm_head.weight"}
     assert all(torch.equal(saved[k], sharded[k]) for k in saved)

@@ -55,7 +55,7 @@ def _two_ranks(rank: int, port: int, model_dir: str, out: str) -> None:
         for batch in _batches():
             shard = rank_shards(batch, 2)[rank]
             metrics.append(learner.train(shard, len(batch)))
-        weights = learner.sync_state_dict()  # a collective under fsdp2: rank 1 joins, rank 0 keeps
+        weights = learner.gather_full_state_dict_on_rank0()  # a collective under fsdp2: rank 1 joins, rank 0 keeps
         torch.save({"metrics": metrics, "weights": weights}, Path(out) / f"{strategy}-rank{rank}.pt")
     learner.close()
 
@@ -86,10 +86,10 @@ def test_two_ranks_with_uneven_and_empty_shares_match_one_rank(tiny_qwen2_dir, t
     try:
         single = _learner(tiny_qwen2_dir, "ddp", 1)
         single_metrics = [single.train(batch) for batch in _batches()]
-        single_weights = single.sync_state_dict()
+        single_weights = single.gather_full_state_dict_on_rank0()
     finally:
         torch.set_num_threads(threads)
-    initial = _learner(tiny_qwen2_dir, "ddp", 1).sync_state_dict()
+    initial = _learner(tiny_qwen2_dir, "ddp", 1).gather_full_state_dict_on_rank0()
     assert max(float((single_weights[k] - initial[k]).abs().max()) for k in initial) > 1e-3  # steps were taken
 
     for strategy in ("ddp", "fsdp2"):

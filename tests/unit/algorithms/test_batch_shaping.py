@@ -1,4 +1,4 @@
-"""Batch shaping: dynamic sampling, overlong penalty, truncation masking, KL in the reward, advantage statistics."""
+"""Batch shaping: dynamic sampling and advantage statistics."""
 
 import pytest
 import torch
@@ -8,9 +8,6 @@ from grpo.algorithms import (
     advantage_stats,
     compute_advantages,
     dynamic_sampling_mask,
-    kl_in_reward,
-    mask_truncated,
-    overlong_penalty,
     policy_loss,
 )
 from common.errors import UserError
@@ -45,55 +42,6 @@ def test_every_group_dropped_is_reported_and_the_rest_of_the_step_does_not_crash
 def test_dynamic_sampling_rejects_bad_layout():
     with pytest.raises(UserError, match="not a multiple of num_generations=4"):
         dynamic_sampling_mask(torch.zeros(6), 4)
-
-
-def test_overlong_penalty_matches_dapo_piecewise_formula():
-    """L_max = 20, L_cache = 5, so L_max - L_cache = 15. R = 0 for |y| <= 15, (15 - |y|) / 5 up to 20, -1 beyond.
-    |y| = [10, 15, 16, 18, 20, 25] -> R = [0, 0, -0.2, -0.6, -1, -1]; penalty_factor 0.5 halves it."""
-    penalty = overlong_penalty(torch.tensor([10, 15, 16, 18, 20, 25]), 20, 5, penalty_factor=0.5)
-    torch.testing.assert_close(penalty, torch.tensor([0.0, 0.0, -0.1, -0.3, -0.5, -0.5]))
-
-
-@pytest.mark.parametrize("buffer, factor, message", [
-    (0, 1.0, r"overlong_buffer_len must be in \(0, max_completion_length=20\]"),
-    (21, 1.0, r"overlong_buffer_len must be in \(0, max_completion_length=20\]"),
-    (5, -1.0, "penalty_factor must be >= 0"),
-])  # fmt: skip
-def test_overlong_penalty_rejects_bad_options(buffer, factor, message):
-    with pytest.raises(UserError, match=message):
-        overlong_penalty(torch.tensor([10]), 20, buffer, factor)
-
-
-@pytest.mark.parametrize("dtype", [torch.bool, torch.float32, torch.int64])
-def test_mask_truncated_clears_truncated_rows_and_keeps_dtype(dtype):
-    """Rows 0 and 2 truncated: their tokens stop counting; row 1 keeps its own mask [1, 1, 0]."""
-    mask = torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 0]]).to(dtype)
-    result = mask_truncated(mask, torch.tensor([True, False, True]))
-    assert result.dtype == dtype
-    assert result.tolist() == torch.tensor([[0, 0, 0], [1, 1, 0], [0, 0, 0]]).to(dtype).tolist()
-
-
-def test_mask_truncated_rejects_wrong_length():
-    with pytest.raises(UserError, match=r"truncated must be \[N\] = \[3\]"):
-        mask_truncated(torch.ones(3, 2), torch.tensor([True, False]))
-
-
-def test_kl_in_reward_subtracts_beta_times_summed_k1():
-    """r' = r - beta * sum_t (logp - ref_logp) over unmasked tokens, beta = 0.1:
-    response 0: k1 = [-1 + 1.5, -2 + 1] = [0.5, -1] (slot 2 masked, holds NaN) -> sum -0.5 -> r' = 1 + 0.05 = 1.05
-    response 1: k1 = [0, 1, -0.5] -> sum 0.5 -> r' = 0 - 0.05 = -0.05."""
-    nan = float("nan")
-    logp = torch.tensor([[-1.0, -2.0, nan], [-0.5, -1.0, -1.0]], requires_grad=True)
-    ref = torch.tensor([[-1.5, -1.0, nan], [-0.5, -2.0, -0.5]])
-    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
-    shaped = kl_in_reward(torch.tensor([1.0, 0.0]), logp, ref, mask, beta=0.1)
-    torch.testing.assert_close(shaped, torch.tensor([1.05, -0.05]))
-    assert not shaped.requires_grad
-
-
-def test_kl_in_reward_rejects_mismatched_shapes():
-    with pytest.raises(UserError, match="kl_in_reward needs rewards"):
-        kl_in_reward(torch.zeros(3), torch.zeros(2, 4), torch.zeros(2, 4), torch.ones(2, 4), 0.1)
 
 
 def test_advantage_stats_by_hand():

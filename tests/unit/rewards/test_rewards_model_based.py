@@ -9,7 +9,7 @@ import torch
 from pipelines.cli import main
 from common.errors import UserError
 from rewards import get_reward
-from grpo.rollout import judge as _vllm_judge  # noqa: F401  the judge's default backend
+import grpo  # noqa: F401  registers the judge's default backend, vllm
 from rewards.judge import check_template, parse_judgment
 from rewards.reward_model import (
     RewardModel,
