@@ -19,9 +19,10 @@ PATH = re.compile(r"(?<![\w./:<>~$-])((?:[A-Za-z_][\w.-]*/)+[\w.-]+\.(?:py|md|ya
 
 
 def _texts(path: Path) -> list[tuple[int, str]]:
-    """(line, text) of every docstring and comment of a Python file, or of every comment of a YAML file."""
+    """(line, text) of every docstring and comment of a Python file, or of every comment of a YAML or TOML
+    file."""
     source = path.read_text()
-    if path.suffix in (".yaml", ".yml"):
+    if path.suffix in (".yaml", ".yml", ".toml"):
         return [(i, line.split("#", 1)[1]) for i, line in enumerate(source.splitlines(), 1) if "#" in line]
     texts = [(tok.start[0], tok.string) for tok in tokenize.generate_tokens(io.StringIO(source).readline)
              if tok.type == tokenize.COMMENT]
@@ -49,7 +50,7 @@ def _exists(name: str, path: Path) -> bool:
 
 def _files() -> list[Path]:
     files = [p for package in PACKAGES for p in sorted((REPO / package).rglob("*.py"))]
-    return files + sorted((REPO / "recipes").rglob("*.yaml"))
+    return files + sorted((REPO / "recipes").rglob("*.yaml")) + [REPO / "pyproject.toml"]
 
 
 def test_the_scan_reads_docstrings_and_comments_of_every_package():
