@@ -40,7 +40,9 @@ class ModelSpec(Strict):
         None, description="A Hugging Face model directory, or a hub id (org/name) where a hub is reachable.")
     overrides: dict[str, Any] = Field(default_factory=dict, description="Config overrides for `make`.")
     seed: int = Field(0, description="Seed of the random initialisation for `make`.")
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description=(
+        "Dtype of a built model's weights (make) and of the vLLM engines unless rollout.dtype says otherwise; "
+        "the learners train float32 weights either way (learner.precision sets their compute)."))
 
     @model_validator(mode="after")
     def _one_source(self) -> "ModelSpec":
@@ -54,12 +56,13 @@ class ClusterConfig(Strict):
 
     address: str | None = Field(None, description='"auto" or "host:port" of a running cluster (ray start --head).')
     num_cpus: int | None = Field(None, ge=1, description="CPUs of the local cluster (default: all).")
-    num_gpus: int | None = Field(None, ge=0)
+    num_gpus: int | None = Field(None, ge=0, description="GPUs of the local cluster (default: all Ray finds).")
 
 
 class SamplingOptions(Strict):
-    temperature: float = Field(1.0, ge=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    temperature: float = Field(1.0, ge=0.0, description="Sampling temperature; 0 decodes greedily (not in RL).")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling: the smallest set of tokens of this "
+                         "total probability; 1 disables it.")
     top_k: int = Field(-1, description="-1 disables top-k.")
     max_completion_length: int = Field(256, ge=1, description="Max new tokens per response (TRL name).")
 
@@ -72,11 +75,12 @@ class RolloutConfig(SamplingOptions):
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(None, description=(
         "Weights and compute of the vLLM engines; default: the recipe's model.dtype. The learner's float32 "
         "weights are cast to it at every sync."))
-    num_workers: int = Field(1, ge=1)
-    num_cpus_per_worker: float = Field(1.0, gt=0)
-    num_gpus_per_worker: float = Field(0.0, ge=0)
+    num_workers: int = Field(1, ge=1, description="Rollout workers (Ray actors, one vLLM engine each).")
+    num_cpus_per_worker: float = Field(1.0, gt=0, description="Ray CPUs reserved per rollout worker.")
+    num_gpus_per_worker: float = Field(0.0, ge=0, description="Ray GPUs reserved per rollout worker (a share "
+                                       "below 1 lets an engine share a GPU).")
     kv_cache_gib: float = Field(1.0, gt=0, description="KV cache per engine on the CPU (VLLM_CPU_KVCACHE_SPACE).")
-    max_model_len: int = Field(1024, ge=16)
+    max_model_len: int = Field(1024, ge=16, description="Prompt plus completion tokens an engine holds per sequence.")
     off_policy_steps: int = Field(0, ge=0, le=1, description=(
         "0: on-policy. 1: the workers sample step t+1's batch with step t's weights while the learner trains on "
         "batch t (one-step-off-policy: staleness 1, corrected by algorithm.tis_cap)."))
@@ -167,41 +171,44 @@ class AlgorithmConfig(Strict):
 
 
 class LoraConfig(Strict):
-    r: int = Field(8, ge=1)
-    alpha: int = Field(16, ge=1)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    target_modules: list[str] | str = "all-linear"
+    r: int = Field(8, ge=1, description="Rank of the LoRA adapters.")
+    alpha: int = Field(16, ge=1, description="LoRA scaling: the update is multiplied by alpha / r.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapters' input.")
+    target_modules: list[str] | str = Field("all-linear", description=(
+        "Module names to adapt (peft's target_modules), or 'all-linear' for every linear layer but the LM head."))
 
 
 class OptimConfig(Strict):
-    lr: float = Field(1e-5, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float | None = Field(1.0, gt=0)
-    warmup_steps: int = Field(0, ge=0)
-    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    lr: float = Field(1e-5, gt=0, description="Peak learning rate of AdamW.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW's decoupled weight decay.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the gradient's global norm; null: no clipping.")
+    warmup_steps: int = Field(0, ge=0, description="Optimizer steps of linear warm-up from 0 to lr.")
+    lr_schedule: Literal["constant", "cosine", "linear"] = Field("constant", description=(
+        "After the warm-up: keep lr, or decay it to 0 over the remaining optimizer steps (cosine, linear)."))
 
 
 class LearnerConfig(OptimConfig):
     """The policy learner (Ray actors; data parallel over `num_learners` ranks)."""
 
-    num_learners: int = Field(1, ge=1)
+    num_learners: int = Field(1, ge=1, description="Data-parallel learner ranks (Ray actors).")
     strategy: Literal["ddp", "fsdp2"] = Field(
         "ddp", description="ddp: every rank holds the whole model; fsdp2: parameters, gradients and optimizer "
         "state sharded over the ranks (torch FSDP2), for models that do not fit one device.")
-    num_cpus_per_learner: float = Field(1.0, gt=0)
-    num_gpus_per_learner: float = Field(0.0, ge=0)
+    num_cpus_per_learner: float = Field(1.0, gt=0, description="Ray CPUs reserved per learner (its torch threads).")
+    num_gpus_per_learner: float = Field(0.0, ge=0, description="Ray GPUs reserved per learner.")
     token_budget: int = Field(8192, ge=16, description="Tokens per micro-batch (gradient accumulation above).")
     logprob_chunk_size: int = Field(1024, ge=1, description="Positions per log-prob chunk (bounds logits memory).")
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass: less "
+                                         "memory, more compute.")
     precision: Literal["float32", "bf16"] = Field("float32", description=(
         "float32, or bf16: bfloat16 compute under torch.autocast (CPU and CUDA) with float32 master weights "
         "and AdamW state (mixed precision, accelerate's mixed_precision='bf16'). Weights are float32 either way."))
     reference_offload: bool = Field(False, description="Keep the reference model on the CPU (GPU runs).")
-    lora: LoraConfig | None = None
+    lora: LoraConfig | None = Field(None, description="Train LoRA adapters only; null: full fine-tuning.")
     router: Literal["frozen_bias", "aux_loss"] = Field(
         "frozen_bias", description="MoE: keep the aux-loss-free expert bias fixed during RL, or add a balance loss."
     )
-    router_aux_loss_coef: float = Field(0.0, ge=0)
+    router_aux_loss_coef: float = Field(0.0, ge=0, description="Weight of the MoE balance loss (router: aux_loss).")
 
     @model_validator(mode="after")
     def _fsdp2_options(self) -> "LearnerConfig":
@@ -217,39 +224,42 @@ class StageBase(Strict):
     name: str = Field(description="Unique stage name; later stages refer to its outputs as '@name'.")
     model: str | None = Field(
         None, description="'@stage', '@base' (the initial model) or a directory; default: the previous stage's model.")
-    template: Literal["r1_zero", "chat", "plain"] = "r1_zero"
+    template: Literal["r1_zero", "chat", "plain"] = Field("r1_zero", description=(
+        "Prompt template: r1_zero (DeepSeek-R1-Zero's <think>/<answer> conversation), chat (the tokenizer's chat "
+        "template), plain (the question as is)."))
 
 
 class SFTStage(StageBase):
     """Supervised fine-tuning on (question, reasoning, answer) traces; loss on response tokens only."""
 
-    type: Literal["sft"]
-    data: DatasetSpec
-    epochs: float = Field(1.0, gt=0)
-    batch_size: int = Field(16, ge=1)
-    max_length: int = Field(512, ge=8)
+    type: Literal["sft"] = Field(description="Stage type.")
+    data: DatasetSpec = Field(description="Training traces: rows with a question and a completion (or a task).")
+    epochs: float = Field(1.0, gt=0, description="Passes over the data (a fraction stops part way).")
+    batch_size: int = Field(16, ge=1, description="Pairs (packed rows with packing) per optimizer step.")
+    max_length: int = Field(512, ge=8, description="Tokens per pair (prompt + response); longer pairs are cut.")
     packing: bool = Field(False, description=(
         "Pack several pairs into each row of up to max_length tokens (attention stays within a pair); "
         "batch_size then counts packed rows. Saves the compute padding wastes on short, varied traces."))
-    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-3))
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-3), description="The optimizer (AdamW).")
 
 
 class RLStage(StageBase):
     """GRPO on vLLM rollouts, rewards from the registry, updates from grpo/algorithms."""
 
-    type: Literal["rl"]
-    data: DatasetSpec
-    rewards: list[RewardSpec] = Field(min_length=1)
+    type: Literal["rl"] = Field(description="Stage type.")
+    data: DatasetSpec = Field(description="Prompts (with their gold answers, tests, ...) to draw batches from.")
+    rewards: list[RewardSpec] = Field(min_length=1, description="Rewards summed with their weights into each "
+                                      "response's reward.")
     step_reward: RewardSpec | None = Field(None, description=(
         "A step reward (arithmetic_steps, process_reward_model) for algorithm.supervision: process."))
-    steps: int = Field(10, ge=1)
-    prompts_per_step: int = Field(8, ge=1)
+    steps: int = Field(10, ge=1, description="RL steps (batches sampled and trained on).")
+    prompts_per_step: int = Field(8, ge=1, description="Prompts per batch; each gets num_generations responses.")
     num_iterations: int = Field(1, ge=1, description="Updates per batch (mu in DeepSeekMath).")
     mini_batches: int = Field(1, ge=1, description="Optimizer steps per iteration over the batch.")
-    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
-    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
-    learner: LearnerConfig = Field(default_factory=LearnerConfig)
-    checkpoint_every: int = Field(5, ge=1)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="Sampling and the vLLM workers.")
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="Advantages, loss and KL.")
+    learner: LearnerConfig = Field(default_factory=LearnerConfig, description="The policy's optimizer and ranks.")
+    checkpoint_every: int = Field(5, ge=1, description="Steps between checkpoints (and the last step's).")
 
     @model_validator(mode="after")
     def _process_supervision(self) -> "RLStage":
@@ -279,12 +289,13 @@ class RLStage(StageBase):
 class EvalStage(StageBase):
     """Accuracy of a model on held-out data with a reward (greedy or sampled)."""
 
-    type: Literal["eval"]
-    data: DatasetSpec
-    rewards: list[RewardSpec] = Field(min_length=1)
+    type: Literal["eval"] = Field(description="Stage type.")
+    data: DatasetSpec = Field(description="Held-out questions with their gold answers.")
+    rewards: list[RewardSpec] = Field(min_length=1, description="The first scores correctness (>= 1 is correct).")
     models: list[str] = Field(default_factory=list, description="Extra models to compare ('@stage' or dirs).")
-    num_samples: int = Field(1, ge=1)
-    sampling: SamplingOptions = Field(default_factory=lambda: SamplingOptions(temperature=0.0))
+    num_samples: int = Field(1, ge=1, description="k: samples per question (pass@1 averaged over them, and pass@k).")
+    sampling: SamplingOptions = Field(default_factory=lambda: SamplingOptions(temperature=0.0),
+                                      description="Sampling options; default greedy.")
 
 
 class ReadabilityFilters(Strict):
@@ -299,13 +310,13 @@ class ReadabilityFilters(Strict):
 class RejectionSamplingStage(StageBase):
     """Sample N completions per prompt, keep verified-correct, readable, distinct ones; write a dataset."""
 
-    type: Literal["rejection_sampling"]
-    data: DatasetSpec
+    type: Literal["rejection_sampling"] = Field(description="Stage type.")
+    data: DatasetSpec = Field(description="Prompts to sample from, with their gold answers.")
     rewards: list[RewardSpec] = Field(min_length=1, description="The first is the correctness check (>= 1 passes).")
-    num_samples: int = Field(4, ge=1)
+    num_samples: int = Field(4, ge=1, description="Samples per prompt.")
     max_per_prompt: int = Field(1, ge=1, description="Kept completions per prompt, at most.")
-    sampling: SamplingOptions = Field(default_factory=SamplingOptions)
-    filters: ReadabilityFilters = Field(default_factory=ReadabilityFilters)
+    sampling: SamplingOptions = Field(default_factory=SamplingOptions, description="Sampling options.")
+    filters: ReadabilityFilters = Field(default_factory=ReadabilityFilters, description="Filters beyond correctness.")
     mix_in: list[DatasetSpec] = Field(default_factory=list, description="Other data (with a `completion` column) to mix in.")
 
 
@@ -315,17 +326,17 @@ class DistillStage(StageBase):
     The student may have another architecture and tokenizer: traces travel as text.
     """
 
-    type: Literal["distill"]
-    student: ModelSpec
-    data: DatasetSpec
+    type: Literal["distill"] = Field(description="Stage type.")
+    student: ModelSpec = Field(description="The student to fine-tune: a preset to build or a model directory.")
+    data: DatasetSpec = Field(description="Prompts for the teacher, with their gold answers.")
     rewards: list[RewardSpec] = Field(min_length=1, description="The first is the correctness check for traces.")
     num_samples: int = Field(4, ge=1, description="Teacher samples per prompt.")
-    sampling: SamplingOptions = Field(default_factory=SamplingOptions)
-    epochs: float = Field(1.0, gt=0)
-    batch_size: int = Field(16, ge=1)
-    max_length: int = Field(512, ge=8)
+    sampling: SamplingOptions = Field(default_factory=SamplingOptions, description="The teacher's sampling options.")
+    epochs: float = Field(1.0, gt=0, description="Passes of the student over the kept traces.")
+    batch_size: int = Field(16, ge=1, description="Pairs per optimizer step of the student.")
+    max_length: int = Field(512, ge=8, description="Tokens per training pair of the student; longer pairs are cut.")
     packing: bool = Field(False, description="Pack the student's training pairs (see the sft stage).")
-    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-3))
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-3), description="The student's optimizer.")
     eval_data: DatasetSpec | None = Field(None, description="Held-out data to score the student before and after.")
 
 
@@ -333,13 +344,13 @@ class RewardModelStage(StageBase):
     """Train a Bradley-Terry reward model (for the `reward_model` reward) from this stage's model on
     preference pairs: JSONL rows {prompt, chosen, rejected, margin?}. The policy passes through unchanged."""
 
-    type: Literal["reward_model"]
+    type: Literal["reward_model"] = Field(description="Stage type.")
     pairs: str = Field(description="Training pairs (JSONL), relative to the recipe's folder.")
     eval_pairs: str | None = Field(None, description="Held-out pairs for accuracy before and after training.")
-    epochs: int = Field(1, ge=1)
-    lr: float = Field(1e-5, gt=0)
-    batch_size: int = Field(8, ge=1)
-    max_length: int = Field(1024, ge=8)
+    epochs: int = Field(1, ge=1, description="Passes over the training pairs.")
+    lr: float = Field(1e-5, gt=0, description="Learning rate of AdamW.")
+    batch_size: int = Field(8, ge=1, description="Pairs per optimizer step.")
+    max_length: int = Field(1024, ge=8, description="Tokens per prompt + response; longer ones are cut.")
 
 
 class WandbConfig(Strict):
@@ -354,7 +365,7 @@ class WandbConfig(Strict):
     mode: Literal["online", "offline", "disabled"] | None = Field(
         None, description="offline: sync later with `wandb sync`. Default: WANDB_MODE, else online.")
     name: str | None = Field(None, description="Run name (default: WANDB_NAME, else the recipe's name).")
-    tags: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list, description="Tags of the W&B run.")
 
 
 class LoggingConfig(Strict):
@@ -371,13 +382,13 @@ DATASET_STAGES = ("rejection_sampling",)
 class Recipe(Strict):
     """A whole run: settings shared by every stage, then the stages in order."""
 
-    name: str
-    seed: int = 0
+    name: str = Field(description="The run's name; its directory is runs/<name> unless output_dir says otherwise.")
+    seed: int = Field(0, description="Seed of everything random in the run (data order, sampling, initialisation).")
     output_dir: str | None = Field(None, description="Run directory (default: runs/<name>).")
-    model: ModelSpec
-    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
-    logging: LoggingConfig = Field(default_factory=LoggingConfig)
-    stages: list[Stage] = Field(min_length=1)
+    model: ModelSpec = Field(description="The initial policy ('@base').")
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="Where Ray runs.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Metric sinks besides the files.")
+    stages: list[Stage] = Field(min_length=1, description="The stages, run in order.")
 
     @model_validator(mode="after")
     def _stage_references(self) -> "Recipe":

@@ -16,7 +16,7 @@ from grpo import progress
 
 # "module:function" for each command group; each function adds its subparser(s) and sets `func`.
 COMMAND_GROUPS = [
-    "pipelines.recipe_commands:register",  # validate, run
+    "pipelines.recipe_commands:register",  # validate, explain, run
     "grpo.models.cli:register",        # models make
     "rewards.cli:register",            # rewards score
     "sandbox.cli:register",            # sandbox check / run

@@ -1,4 +1,4 @@
-"""`grpo validate` and `grpo run`: the recipe commands (the runner is pipelines/runner.py)."""
+"""`grpo validate`, `grpo explain` and `grpo run`: the recipe commands (the runner is pipelines/runner.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_validate)
 
     p = subparsers.add_parser(
+        "explain", help="print a recipe option's type, default, choices and description",
+        description="Explain a recipe option from the schema: its type and bounds, default, choices and "
+        "description (a section: its keys). PATH is dotted from the top of a recipe, a stage named by its "
+        "type (stages.rl.rollout.temperature), or a stage's own key (learner.precision). With RECIPE, a "
+        "stage may also be named by its name or index, and the recipe's value is shown.")
+    p.add_argument("path", metavar="PATH", help="dotted option path, e.g. stages.rl.algorithm.beta")
+    p.add_argument("recipe", nargs="?", metavar="RECIPE", help="a recipe YAML whose value to show")
+    p.set_defaults(func=_explain)
+
+    p = subparsers.add_parser(
         "run", help="run a recipe's stages (skips finished stages, resumes an interrupted one)",
         description="Run a recipe: build or load the model, then each stage in order. Outputs go to the "
         "run directory (output_dir, default runs/<name>). Rerunning skips finished stages and resumes an "
@@ -41,6 +51,13 @@ def _validate(args) -> int:
     recipe = load_recipe(args.recipe, args.overrides)
     stages = ", ".join(f"{s.name} ({s.type})" for s in recipe.stages)
     print(f"{args.recipe}: valid recipe '{recipe.name}' with {len(recipe.stages)} stage(s): {stages}")
+    return 0
+
+
+def _explain(args) -> int:
+    from grpo.explain import explain
+
+    print(explain(args.path, args.recipe))
     return 0
 
 

@@ -6,6 +6,7 @@ Run directory layout:
     <run_dir>/run_state.json       per stage: status (running | finished | failed), output model, summary
     <run_dir>/base_model/          the initial policy when the recipe builds it (`model.make`)
     <run_dir>/stages/<name>/       everything a stage writes (checkpoints, metrics, its output model)
+    <run_dir>/logs/worker-<pid>.log  what each Ray worker (vLLM engines, learners) prints, unless `grpo -v`
 
 A stage that finished is skipped on rerun; one that was interrupted resumes from its own checkpoints (the
 RL stage) or restarts (the short stages). `--force STAGE` runs a stage again from its start: its directory
@@ -36,6 +37,7 @@ from common.errors import UserError
 from grpo import progress
 from grpo.checkpoint import (RESUMABLE_KEYS, atomic_directory, config_changes, describe_changes, flat_config,
                              write_json)
+from grpo.cluster import route_worker_logs
 from grpo.config import Recipe
 from grpo.metrics import forwarding_to
 from grpo.report import write_report
@@ -63,6 +65,7 @@ def run_recipe(recipe: Recipe, recipe_path: Path, *, force: list[str] | None = N
     base_dir = recipe_path.parent.resolve()
     run_dir = recipe.run_dir(Path.cwd()).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
+    route_worker_logs(run_dir / "logs", verbose=progress.console.level >= progress.VERBOSE)
     (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
     state_path = run_dir / "run_state.json"
     state = _read_state(state_path)

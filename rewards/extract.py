@@ -40,6 +40,15 @@ _BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _GSM8K_MARK = "####"
 # Math delimiters a model may wrap an <answer> or "####" answer in; the answer is what is inside.
 _DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\[", "\\]"), ("\\(", "\\)"))
+# LaTeX that shows nothing: spacing, invisible boxes (their argument is skipped), and styles or wrappers
+# whose argument is scanned like the rest (\\text{ } is blank, \\text{no} is not).
+_BLANK_SYMBOL_COMMANDS = frozenset(",;:!> \\\t\n")
+_BLANK_ARG_COMMANDS = frozenset(("phantom", "hphantom", "vphantom", "hspace", "vspace", "mspace", "kern", "mkern"))
+_BLANK_COMMANDS = frozenset((
+    "quad", "qquad", "enspace", "thinspace", "medspace", "thickspace", "negthinspace", "negmedspace",
+    "negthickspace", "hfill", "space", "nobreakspace", "displaystyle", "textstyle", "scriptstyle", "text",
+    "textrm", "mathrm", "mbox", "hbox", "left", "right",
+))
 
 
 def _closing_brace(text: str, open_index: int) -> int:
@@ -66,10 +75,50 @@ def _closing_brace(text: str, open_index: int) -> int:
     return -1
 
 
+def is_blank_math(text: str) -> bool:
+    """Whether `text` shows nothing but space: whitespace, `~`, braces, `$`, spacing commands (\\quad,
+    \\,, \\hspace{..}, ...), invisible boxes (\\phantom{..}) and wrappers of nothing (\\text{ }).
+
+    A model that boxes only layout has not answered; counting it would make "\\boxed{\\,} ...
+    \\boxed{5}" a hedge between two answers. One pass that stops at the first visible character.
+    """
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch.isspace() or ch in "~{}$":
+            i += 1
+            continue
+        if ch != "\\":
+            return False
+        if i + 1 == n:  # "\ " whose space was stripped
+            return True
+        if not text[i + 1].isalpha():  # a one-character command: \, \; \: \! \  \\
+            if text[i + 1] not in _BLANK_SYMBOL_COMMANDS:
+                return False
+            i += 2
+            continue
+        end = i + 1
+        while end < n and text[end].isalpha():
+            end += 1
+        name = text[i + 1 : end]
+        if name in _BLANK_ARG_COMMANDS:  # skip the argument whatever it holds: it is never shown
+            end += text[end : end + 1] == "*"
+            while end < n and text[end].isspace():
+                end += 1
+            if end < n and text[end] == "{":
+                close = _closing_brace(text, end)
+                end = n if close < 0 else close + 1
+        elif name not in _BLANK_COMMANDS:
+            return False
+        i = end
+    return True
+
+
 def extract_boxed(text: str) -> Extraction:
     """All top-level \\boxed{...} (and \\fbox{...}) contents, with balanced braces.
 
-    A box nested inside another box belongs to the outer one. An unclosed box means truncation.
+    A box nested inside another box belongs to the outer one. An unclosed box means truncation. A box of
+    layout only (is_blank_math) is no answer.
     """
     answers = []
     pos = 0
@@ -77,7 +126,9 @@ def extract_boxed(text: str) -> Extraction:
         close = _closing_brace(text, match.end() - 1)
         if close < 0:
             return Extraction(ExtractStatus.TRUNCATED, answers)
-        answers.append(text[match.end() : close].strip())
+        answer = text[match.end() : close].strip()
+        if not is_blank_math(answer):
+            answers.append(answer)
         pos = close + 1
     return Extraction(ExtractStatus.OK if answers else ExtractStatus.NO_ANSWER, answers)
 
@@ -104,12 +155,15 @@ def extract_answer_tag(text: str) -> Extraction:
         if end < 0:
             return Extraction(ExtractStatus.TRUNCATED, answers)
         block = text[start + len("<answer>") : end]
-        boxed = extract_boxed(block)
-        if boxed.status is ExtractStatus.TRUNCATED:
-            return boxed
-        answers.extend(boxed.answers if boxed.answers else [strip_math_delimiters(block)])
+        if _BOX_OPEN.search(block):  # a block with a box answers in its boxes (none, if they are blank)
+            boxed = extract_boxed(block)
+            if boxed.status is ExtractStatus.TRUNCATED:
+                return boxed
+            answers.extend(boxed.answers)
+        else:
+            answers.append(strip_math_delimiters(block))
         pos = end + len("</answer>")
-    answers = [a for a in answers if a]
+    answers = [a for a in answers if not is_blank_math(a)]
     return Extraction(ExtractStatus.OK if answers else ExtractStatus.NO_ANSWER, answers)
 
 

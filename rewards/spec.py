@@ -26,9 +26,10 @@ from rewards.registry import available_rewards, get_reward, reward_parameters
 class RewardSpec(pydantic.BaseModel, extra="forbid"):
     """A registered reward, its weight in the total, and the options passed to it as keyword args."""
 
-    name: str
-    weight: float = 1.0
-    kwargs: dict[str, Any] = {}
+    name: str = pydantic.Field(description="A registered reward (`grpo rewards list` lists them).")
+    weight: float = pydantic.Field(1.0, description="Its weight in the summed reward (each reward is logged apart).")
+    kwargs: dict[str, Any] = pydantic.Field(default_factory=dict, description=(
+        "Options of the reward, passed as keyword arguments, e.g. {extractor: boxed}; unknown ones are errors."))
 
     @pydantic.field_validator("name")
     @classmethod

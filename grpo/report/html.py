@@ -30,6 +30,7 @@ table { border-collapse: collapse; margin: 8px 0; } td, th { border: 1px solid #
 .plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(600px, 1fr)); gap: 12px; }
 .plots img { width: 100%; border: 1px solid #e3e7eb; }
 pre { background: #f6f8fa; padding: 8px; overflow-x: auto; white-space: pre-wrap; max-height: 420px; }
+table.summary { margin: 0; font-size: 13px; } table.summary th { font-weight: 500; }
 .muted { color: #5f6b77; } .best { color: #2e7d32; font-weight: 600; } .worst { color: #c62828; font-weight: 600; }
 """
 
@@ -128,13 +129,23 @@ def _stage_table(stages: list[StageView]) -> str:
         steps = f"{step or 0}/{s.total_steps}" if s.total_steps else (str(step) if step else "")
         seconds = s.record.get("seconds")
         summary = s.record.get("summary") or {}
-        summary_text = "" if s.type == "eval" else ", ".join(f"{k}: {_number(v)}" for k, v in summary.items())
         rows.append(
             f"<tr><td>{escape(s.name)}</td><td>{escape(s.type)}</td>"
             f"<td><span class='badge {escape(s.status)}'>{escape(s.status)}</span></td>"
             f"<td>{_duration(seconds) if seconds is not None else ''}</td><td>{steps}</td>"
-            f"<td>{escape(before_after(s, metrics))}</td><td>{escape(summary_text)}</td></tr>")
+            f"<td>{escape(before_after(s, metrics))}</td><td>{summary_html(summary) if summary else ''}</td></tr>")
     return "<table>" + "".join(rows) + "</table>"
+
+
+def summary_html(value) -> str:
+    """A stage summary as HTML, escaped once: a dict (rejection counts by reason, an eval's results per
+    model) is a table of its keys, nested as deep as the summary is; a list is its items, comma-separated."""
+    if isinstance(value, dict):
+        rows = "".join(f"<tr><th>{escape(str(k))}</th><td>{summary_html(v)}</td></tr>" for k, v in value.items())
+        return f"<table class='summary'>{rows}</table>"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(summary_html(v) for v in value)
+    return _number(value)
 
 
 def _stage_section(stage: StageView, panels: dict[Panel, bytes]) -> str:

@@ -1,8 +1,8 @@
 """Rollout workers: RolloutEngines in Ray actors, and splitting a step's prompts across them.
 
 Each actor process exists only to host its engine, so the engine runs in the actor's process by default
-(`in_process=True`, see engine.py): one process per worker instead of three, which matters on a 2-core
-machine, and a 4.5 s engine start instead of 15 s; Ray sets the OMP_NUM_THREADS that mode needs.
+(`in_process=True`, see engine.py): one process per worker instead of three, which matters on a machine
+with few cores, and a faster engine start; Ray sets the OMP_NUM_THREADS that mode needs.
 """
 
 from __future__ import annotations

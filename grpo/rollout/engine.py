@@ -1,16 +1,15 @@
 """The rollout engine: a vLLM engine that samples G responses per prompt with their log-probs, and takes new
 weights from the learner (see worker_extension.py for how an update reaches the model).
 
-Where the engine runs (`in_process`), measured on the 2-core CPU machine (bench/bench_weight_sync.py;
-generation and sync speed are the same either way):
+Where the engine runs (`in_process`; generation and weight sync are as fast either way):
   - in vLLM's engine-core process (default): vLLM spawns the engine core and, on the CPU, a separate worker
-    process, two fresh Python processes: 15 s to start (25-40 s on a loaded machine). The calling process
-    is left alone, so several engines can live in one process (the test session holds two).
-  - in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0): one process, 4.5 s to start, but vLLM then owns the
-    process: one engine per process (its distributed state is global), `torch.set_num_threads` disabled,
+    process, two fresh Python processes, which makes the start slow (README, "Benchmarks"). The calling
+    process is left alone, so several engines can live in one process (the test session holds two).
+  - in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0): one process and a faster start, but vLLM then owns
+    the process: one engine per process (its distributed state is global), `torch.set_num_threads` disabled,
     vLLM's environment variables frozen. Set OMP_NUM_THREADS before such a process starts (Ray sets 1 for a
-    1-CPU actor): without it vLLM drops torch's threads from 2 to 1 at run time, and generation was 2-10x
-    slower and erratic here. Right for a Ray actor that only hosts the engine: RolloutWorker's default.
+    1-CPU actor): without it vLLM lowers torch's thread count at run time, and generation becomes much
+    slower and erratic. Right for a Ray actor that only hosts the engine: RolloutWorker's default.
 vLLM is imported only when an engine is built, so importing this module (for SamplingConfig) stays cheap.
 
 GPUs: untested (no GPU was available to this code). Generation is vLLM's; a weight update takes the same
@@ -115,7 +114,7 @@ class RolloutEngine:
             "enforce_eager": enforce_eager, "kv_cache_memory_bytes": int(kv_cache_gib * GiB),
             # Log-probs of the distribution sampled from (after temperature, top-k, top-p): what the policy
             # gradient and the importance ratio refer to. This also keeps vLLM off FlashInfer's GPU sampler,
-            # which cannot report them (v1/sample/ops/topk_topp_sampler.py).
+            # which cannot report them (vllm/v1/sample/ops/topk_topp_sampler.py).
             "logprobs_mode": "processed_logprobs",
             # Seeded requests get a per-request generator. With chunked prefill, vLLM discards the token sampled
             # for a partly prefilled request and rewinds that generator's offset, which the CPU generator does

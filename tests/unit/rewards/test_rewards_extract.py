@@ -26,6 +26,27 @@ def test_boxed(text, status, answers):
     assert (found.status, found.answers) == (status, answers)
 
 
+@pytest.mark.parametrize("blank", [
+    "", "  ", r"\phantom{3}", r"\hphantom{x}\vphantom{\frac{1}{2}}", r"\quad", r"\qquad", r"\,", r"\;",
+    r"\:", r"\!", "\\ ", r"\hspace{1cm}", r"\hspace*{2em}", r"\vspace{1ex}", "~", r"{}", r"\text{ }",
+    r"$ $", r"\, \quad ~ \phantom{ab}", "\\\\",
+])
+def test_a_box_of_layout_only_is_no_answer(blank):
+    assert extract_answers(f"\\boxed{{{blank}}}", "boxed").status is NONE
+    assert extract_answers(f"\\boxed{{{blank}}} then \\boxed{{2}}", "boxed").answers == ["2"]
+    assert extract_answers(f"\\boxed{{3}} \\fbox{{{blank}}}", "boxed").answers == ["3"]
+    assert extract_answers(f"<answer>\\boxed{{{blank}}}</answer>", "answer_tag").status is NONE
+    assert extract_answers(f"<answer>{blank}</answer>", "answer_tag").status is NONE
+
+
+@pytest.mark.parametrize(("text", "answer"), [
+    (r"\boxed{\quad 3}", r"\quad 3"), (r"\boxed{\phantom{0}7}", r"\phantom{0}7"), (r"\boxed{\text{no}}", r"\text{no}"),
+    (r"\boxed{\pi}", r"\pi"), (r"\boxed{\emptyset}", r"\emptyset"), (r"\boxed{\{\}}", r"\{\}"),
+])
+def test_a_box_with_content_beside_its_layout_is_an_answer(text, answer):
+    assert extract_answers(text, "boxed").answers == [answer]
+
+
 @pytest.mark.parametrize(("text", "status", "answers"), [
     ("<think>x</think><answer> 42 </answer>", OK, ["42"]),
     ("<answer>$x^2$</answer>", OK, ["x^2"]),
@@ -59,8 +80,9 @@ def test_auto_prefers_the_most_explicit_marker():
 
 def test_megabytes_of_openers_are_scanned_in_linear_time():
     # Quadratic scanning would make these take hours; linear takes milliseconds.
-    found = extract_answers("\\boxed{" + "{" * 500_000 + "}" * 500_000 + "}", "boxed")
-    assert found.status is OK and len(found.answers[0]) == 1_000_000
+    found = extract_answers("\\boxed{" + "{" * 500_000 + "1" + "}" * 500_000 + "}", "boxed")
+    assert found.status is OK and len(found.answers[0]) == 1_000_001
+    assert extract_answers("\\boxed{" + "\\phantom{" * 200_000 + "}" * 200_000 + "}", "boxed").status is NONE
     assert extract_answers("<answer>" * 200_000, "answer_tag").status is CUT
     assert extract_answers("\\boxed{" * 200_000, "boxed").status is CUT
 

@@ -61,6 +61,11 @@ CASES = [
     (r"so the answer is \boxed{12", "12", "truncated"),
     (r"\boxed{12} and finally \boxed{\frac{1}{2}", r"\frac12", "truncated"),
     (r"\boxed{}", "1", "no_answer"),
+    (r"\boxed{\phantom{7}\quad}", "7", "no_answer"),
+    # a box of layout only is no answer, so it is not a second, different one either
+    (r"\boxed{\,} so \boxed{5}", "5", C),
+    (r"\boxed{5} \boxed{\hspace{1cm}~}", "5", C),
+    (r"<answer>\boxed{\;} 6</answer>", "6", "no_answer"),
     ("no box here, the answer is 4", "4", "no_answer"),
     # nested and escaped braces inside a box
     (r"\boxed{\frac{\sqrt{3}}{2}}", r"\frac{1}{2}\sqrt{3}", C),

@@ -31,7 +31,7 @@ def test_pathological_answers_end_as_timeout_or_invalid_and_the_pool_survives():
     deep_fraction = "\\frac{1}{" * 300 + "2" + "}" * 300
     completions = [
         r"\boxed{9^{9^{9}}}",
-        "\\boxed{" + "{" * 500_000 + "}" * 500_000 + "}",  # a megabyte of braces
+        "\\boxed{" + "{" * 500_000 + "1" + "}" * 500_000 + "}",  # a megabyte of braces
         f"\\boxed{{{deep_fraction}}}",
         r"\boxed{2}",
     ]
