@@ -62,21 +62,34 @@ class SamplingOptions(Strict):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(-1, description="-1 disables top-k.")
     max_completion_length: int = Field(256, ge=1, description="Max new tokens per response (TRL name).")
+    max_prompt_length: int | None = Field(None, ge=1, description=(
+        "Tokens a prompt may have (TRL name); a longer prompt is refused with its length. Validation checks "
+        "that max_prompt_length + max_completion_length fits the engines' max_model_len. Null: prompts may "
+        "take whatever max_model_len leaves beside max_completion_length."))
 
 
-class RolloutConfig(SamplingOptions):
-    """vLLM rollout workers (Ray actors, one engine each). The learner takes its log-probs under the same
-    temperature, top_p and top_k, so the importance ratio and the policy gradient refer to the distribution
-    that was sampled."""
+class EngineResources(Strict):
+    """Where and how vLLM engines run: the RL stage's rollout workers, and the sampling stages' (eval,
+    rejection_sampling, distill) `rollout:` section, whose fields left out follow the recipe's RL stage
+    (Recipe.sampling_engines)."""
 
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(None, description=(
         "Weights and compute of the vLLM engines; default: the recipe's model.dtype. The learner's float32 "
         "weights are cast to it at every sync."))
-    num_workers: int = Field(1, ge=1)
-    num_cpus_per_worker: float = Field(1.0, gt=0)
-    num_gpus_per_worker: float = Field(0.0, ge=0)
-    kv_cache_gib: float = Field(1.0, gt=0, description="KV cache per engine on the CPU (VLLM_CPU_KVCACHE_SPACE).")
-    max_model_len: int = Field(1024, ge=16)
+    num_workers: int = Field(1, ge=1, description="Rollout workers (Ray actors, one vLLM engine each).")
+    num_cpus_per_worker: float = Field(1.0, gt=0, description="Ray CPUs reserved per worker.")
+    num_gpus_per_worker: float = Field(0.0, ge=0, description="Ray GPUs per worker (0: the engine runs on the CPU).")
+    kv_cache_gib: float = Field(1.0, gt=0, description=(
+        "KV cache per engine in GiB: VLLM_CPU_KVCACHE_SPACE on the CPU, vLLM's kv_cache_memory_bytes on a GPU "
+        "(which then takes the place of gpu_memory_utilization)."))
+    max_model_len: int = Field(1024, ge=16, description="Prompt + completion tokens an engine holds per sequence.")
+
+
+class RolloutConfig(EngineResources, SamplingOptions):
+    """vLLM rollout workers (Ray actors, one engine each). The learner takes its log-probs under the same
+    temperature, top_p and top_k, so the importance ratio and the policy gradient refer to the distribution
+    that was sampled."""
+
     off_policy_steps: int = Field(0, ge=0, le=1, description=(
         "0: on-policy. 1: the workers sample step t+1's batch with step t's weights while the learner trains on "
         "batch t (one-step-off-policy: staleness 1, corrected by algorithm.tis_cap)."))
@@ -285,6 +298,10 @@ class EvalStage(StageBase):
     models: list[str] = Field(default_factory=list, description="Extra models to compare ('@stage' or dirs).")
     num_samples: int = Field(1, ge=1)
     sampling: SamplingOptions = Field(default_factory=lambda: SamplingOptions(temperature=0.0))
+    rollout: EngineResources | None = Field(None, description=(
+        "vLLM engines of this stage's sampling (workers, CPUs/GPUs per worker, dtype, max_model_len, "
+        "kv_cache_gib). A field left out follows the rollout of the recipe's RL stage (the last one before "
+        "this stage, else the first), else the defaults, with one GPU per worker where the cluster has GPUs."))
 
 
 class ReadabilityFilters(Strict):
@@ -305,6 +322,10 @@ class RejectionSamplingStage(StageBase):
     num_samples: int = Field(4, ge=1)
     max_per_prompt: int = Field(1, ge=1, description="Kept completions per prompt, at most.")
     sampling: SamplingOptions = Field(default_factory=SamplingOptions)
+    rollout: EngineResources | None = Field(None, description=(
+        "vLLM engines of this stage's sampling (workers, CPUs/GPUs per worker, dtype, max_model_len, "
+        "kv_cache_gib). A field left out follows the rollout of the recipe's RL stage (the last one before "
+        "this stage, else the first), else the defaults, with one GPU per worker where the cluster has GPUs."))
     filters: ReadabilityFilters = Field(default_factory=ReadabilityFilters)
     mix_in: list[DatasetSpec] = Field(default_factory=list, description="Other data (with a `completion` column) to mix in.")
 
@@ -320,7 +341,12 @@ class DistillStage(StageBase):
     data: DatasetSpec
     rewards: list[RewardSpec] = Field(min_length=1, description="The first is the correctness check for traces.")
     num_samples: int = Field(4, ge=1, description="Teacher samples per prompt.")
-    sampling: SamplingOptions = Field(default_factory=SamplingOptions)
+    sampling: SamplingOptions = Field(default_factory=SamplingOptions, description=(
+        "The teacher's sampling, and the student's when it is scored on eval_data."))
+    rollout: EngineResources | None = Field(None, description=(
+        "vLLM engines of this stage's sampling (workers, CPUs/GPUs per worker, dtype, max_model_len, "
+        "kv_cache_gib). A field left out follows the rollout of the recipe's RL stage (the last one before "
+        "this stage, else the first), else the defaults, with one GPU per worker where the cluster has GPUs."))
     epochs: float = Field(1.0, gt=0)
     batch_size: int = Field(16, ge=1)
     max_length: int = Field(512, ge=8)
@@ -366,6 +392,7 @@ class LoggingConfig(Strict):
 Stage = Annotated[Union[SFTStage, RLStage, EvalStage, RejectionSamplingStage, DistillStage, RewardModelStage],
                   Field(discriminator="type")]
 DATASET_STAGES = ("rejection_sampling",)
+SAMPLING_STAGES = ("eval", "rejection_sampling", "distill")  # stages that sample with vLLM outside RL
 
 
 class Recipe(Strict):
@@ -401,6 +428,63 @@ class Recipe(Strict):
                         f"(earlier stages: {earlier})"
                     )
             seen.add(stage.name)
+        return self
+
+    def sampling_engines(self, stage: Stage, gpus: bool = False) -> EngineResources:
+        """The engines a sampling stage (eval, rejection_sampling, distill) starts: each field its `rollout:`
+        sets, else the one the rollout of the RL stage before it sets (else the recipe's first RL stage's),
+        else the default. dtype defaults to model.dtype, as in RL; `gpus` (the cluster has GPUs) gives each
+        worker one GPU where no one says otherwise."""
+        return self._sampling_engines(stage, gpus)[0]
+
+    def _sampling_engines(self, stage: Stage, gpus: bool) -> tuple[EngineResources, dict[str, str]]:
+        """sampling_engines, and where each field set came from ("stages[i] (name).rollout")."""
+        index = next((i for i, s in enumerate(self.stages) if s.name == stage.name), len(self.stages))
+        rl = ([i for i, s in enumerate(self.stages[:index]) if s.type == "rl"][-1:]
+              or [i for i, s in enumerate(self.stages) if s.type == "rl"][:1])
+        sections = [(f"stages[{i}] ({self.stages[i].name}).rollout", self.stages[i].rollout) for i in rl]
+        sections.append((f"stages[{index}] ({stage.name}).rollout", stage.rollout))
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for where, section in sections:
+            if section is not None:
+                own = section.model_dump(include=set(EngineResources.model_fields), exclude_unset=True)
+                values.update(own)
+                sources.update(dict.fromkeys(own, where))
+        if values.get("dtype") is None:
+            values["dtype"] = self.model.dtype
+        if gpus:
+            values.setdefault("num_gpus_per_worker", 1.0)
+        return EngineResources(**values), sources
+
+    @model_validator(mode="after")
+    def _sequences_fit(self) -> "Recipe":
+        """Every stage that generates: its prompt budget plus its new tokens fit its engines' max_model_len
+        (vLLM would otherwise cut completions short, unannounced, at max_model_len)."""
+        for i, stage in enumerate(self.stages):
+            if stage.type == "rl":
+                sampling, engines, options = stage.rollout, stage.rollout, f"stages[{i}] ({stage.name}).rollout"
+                length_from = options if "max_model_len" in stage.rollout.model_fields_set else "the default"
+            elif stage.type in SAMPLING_STAGES:
+                engines, sources = self._sampling_engines(stage, gpus=False)
+                sampling, options = stage.sampling, f"stages[{i}] ({stage.name}).sampling"
+                length_from = sources.get("max_model_len", "the default")
+            else:
+                continue
+            prompt, new = sampling.max_prompt_length, sampling.max_completion_length
+            need = (prompt or 1) + new
+            tokens = (f"{prompt} prompt tokens (max_prompt_length) + {new} new tokens (max_completion_length) = "
+                      f"{need}" if prompt else f"{new} new tokens (max_completion_length) + the prompt")
+            if need > engines.max_model_len:
+                at_least = f"{need}" if prompt else f"{new} + your longest prompt"
+                raise ValueError(
+                    f"stage '{stage.name}': {tokens} do not fit max_model_len {engines.max_model_len} (from "
+                    f"{length_from}); give stage '{stage.name}' rollout.max_model_len of at least {at_least}, "
+                    f"or lower {options}.max_completion_length")
+            if stage.type == "distill" and stage.max_length < need:
+                raise ValueError(
+                    f"stage '{stage.name}': max_length {stage.max_length} cuts the student's training rows, "
+                    f"which hold {tokens}; set max_length to at least {need if prompt else f'{new} + the prompt'}")
         return self
 
     def run_dir(self, base: Path | None = None) -> Path:

@@ -194,7 +194,8 @@ class RLLoop:
         batch = sampler.batch(step)
         sampling = SamplingConfig(
             temperature=stage.rollout.temperature, top_p=stage.rollout.top_p, top_k=stage.rollout.top_k,
-            max_tokens=stage.rollout.max_completion_length, seed=self.seed * 1_000_003 + step * 100_003)
+            max_tokens=stage.rollout.max_completion_length, max_prompt_tokens=stage.rollout.max_prompt_length,
+            seed=self.seed * 1_000_003 + step * 100_003)
         started = time.perf_counter()
         streams = start_streams(workers, batch.prompts, G, sampling)
         groups: dict[int, list[Sample]] = {}

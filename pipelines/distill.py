@@ -15,7 +15,7 @@ from grpo.data.loading import load_rows
 from grpo.data.templates import TEMPLATES
 from common.errors import UserError
 from pipelines.context import StageContext, StageResult, resolve_model_path
-from pipelines.generation import sample_completions
+from pipelines.generation import sample_completions, stage_engines
 from pipelines.sft import train_sft
 from rewards.compose import RewardComposer, repeat_columns
 
@@ -27,9 +27,10 @@ def run_distill(stage: DistillStage, ctx: StageContext) -> StageResult:
     template = TEMPLATES[stage.template]
     teacher_tok = AutoTokenizer.from_pretrained(ctx.model_dir)
     k = stage.num_samples
+    engines = stage_engines(stage, ctx)
     groups = sample_completions(ctx.model_dir, [template(r["question"], teacher_tok) for r in rows], k,
                                 stage.sampling, seed=ctx.recipe.seed, cluster=ctx.recipe.cluster,
-                                label=f"[{stage.name}] teacher generate")
+                                engines=engines, label=f"[{stage.name}] teacher generate")
     texts = [s.text for g in groups for s in g]
     composer = RewardComposer(stage.rewards)
     try:
@@ -58,10 +59,14 @@ def run_distill(stage: DistillStage, ctx: StageContext) -> StageResult:
         from pipelines.eval import evaluate_model
 
         held_out = [dict(r) for r in load_rows(stage.eval_data, base_dir=ctx.base_dir)]
+        # The student samples as the teacher did (the stage's sampling), on the same engines, in its own
+        # dtype unless the stage's rollout names one.
         probe = EvalStage(name=f"{stage.name}-eval", type="eval", data=stage.eval_data,
-                          rewards=stage.rewards[:1], template=stage.template)
+                          rewards=stage.rewards[:1], template=stage.template, sampling=stage.sampling)
+        own_dtype = stage.rollout.dtype if stage.rollout is not None else None
+        student_engines = engines.model_copy(update={"dtype": own_dtype or stage.student.dtype})
         for label, model in (("student before", student_base), ("student after", ctx.stage_dir / "model")):
-            summary[f"{label} pass@1"] = evaluate_model(model, probe, held_out, ctx)["pass@1"]
+            summary[f"{label} pass@1"] = evaluate_model(model, probe, held_out, ctx, student_engines)["pass@1"]
             ctx.echo(f"[{stage.name}] {label}: pass@1 {summary[f'{label} pass@1']:.3f}")
     return StageResult(model=ctx.stage_dir / "model", summary=summary)
 

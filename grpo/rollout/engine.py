@@ -51,6 +51,7 @@ class SamplingConfig:
     top_p: float = 1.0
     top_k: int = 0
     max_tokens: int = 256
+    max_prompt_tokens: int | None = None  # a longer prompt is refused (the recipe's max_prompt_length)
     min_tokens: int = 0
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
@@ -199,6 +200,11 @@ class RolloutEngine:
         if num_generations < 1:
             raise UserError(f"num_generations must be at least 1, got {num_generations}")
         token_prompts = [self._prompt_ids(p, i) for i, p in enumerate(prompts)]
+        limit = sampling.max_prompt_tokens
+        for i, ids in enumerate(token_prompts):
+            if limit is not None and len(ids) > limit:
+                raise UserError(f"prompt {prompt_offset + i} has {len(ids)} tokens, over max_prompt_length {limit}; "
+                                "raise max_prompt_length (and max_model_len with it) or shorten the prompts")
         params = [sampling.to_vllm(num_generations, prompt_offset + i) for i in range(len(token_prompts))]
         return token_prompts, params
 
