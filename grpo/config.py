@@ -194,7 +194,19 @@ class OptimConfig(Strict):
     lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
 
 
-class LearnerConfig(OptimConfig):
+class TrainingCompute(Strict):
+    """How a training step computes, the same for the RL learner and the supervised stages (sft, distill)."""
+
+    gradient_checkpointing: bool = Field(False, description=(
+        "Keep only each decoder layer's input and recompute the layer in the backward (transformers' "
+        "gradient_checkpointing_enable, non-reentrant): activation memory of one layer instead of all, for "
+        "about a third more compute."))
+    precision: Literal["float32", "bf16"] = Field("float32", description=(
+        "float32, or bf16: bfloat16 compute under torch.autocast (CPU and CUDA) with float32 master weights "
+        "and AdamW state (mixed precision, accelerate's mixed_precision='bf16'). Weights are float32 either way."))
+
+
+class LearnerConfig(OptimConfig, TrainingCompute):
     """The policy learner (Ray actors; data parallel over `num_learners` ranks)."""
 
     num_learners: int = Field(1, ge=1)
@@ -205,10 +217,6 @@ class LearnerConfig(OptimConfig):
     num_gpus_per_learner: float = Field(0.0, ge=0)
     token_budget: int = Field(8192, ge=16, description="Tokens per micro-batch (gradient accumulation above).")
     logprob_chunk_size: int = Field(1024, ge=1, description="Positions per log-prob chunk (bounds logits memory).")
-    gradient_checkpointing: bool = False
-    precision: Literal["float32", "bf16"] = Field("float32", description=(
-        "float32, or bf16: bfloat16 compute under torch.autocast (CPU and CUDA) with float32 master weights "
-        "and AdamW state (mixed precision, accelerate's mixed_precision='bf16'). Weights are float32 either way."))
     reference_offload: bool = Field(False, description="Keep the reference model on the CPU (GPU runs).")
     lora: LoraConfig | None = None
     router: Literal["frozen_bias", "aux_loss"] = Field(
@@ -233,18 +241,33 @@ class StageBase(Strict):
     template: Literal["r1_zero", "chat", "plain"] = "r1_zero"
 
 
-class SFTStage(StageBase):
-    """Supervised fine-tuning on (question, reasoning, answer) traces; loss on response tokens only."""
+class SupervisedTraining(TrainingCompute):
+    """Fine-tuning on prompt -> completion pairs, loss on completion tokens only (sft, distill's student)."""
 
-    type: Literal["sft"]
-    data: DatasetSpec
     epochs: float = Field(1.0, gt=0)
-    batch_size: int = Field(16, ge=1)
-    max_length: int = Field(512, ge=8)
+    batch_size: int = Field(16, ge=1, description="Pairs (packed rows with `packing`) per optimizer step.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description=(
+        "Micro-batches each optimizer step's batch is cut into (batch_size / gradient_accumulation_steps rows "
+        "each, forward and backward one after another): the same update in less activation memory."))
+    max_length: int = Field(512, ge=8, description="Tokens per row (prompt + completion); longer rows are cut.")
     packing: bool = Field(False, description=(
         "Pack several pairs into each row of up to max_length tokens (attention stays within a pair); "
         "batch_size then counts packed rows. Saves the compute padding wastes on short, varied traces."))
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-3))
+
+    @model_validator(mode="after")
+    def _micro_batches_divide_the_batch(self) -> "SupervisedTraining":
+        if self.batch_size % self.gradient_accumulation_steps:
+            raise ValueError(f"batch_size {self.batch_size} is not a multiple of gradient_accumulation_steps "
+                             f"{self.gradient_accumulation_steps}: every micro-batch holds the same number of rows")
+        return self
+
+
+class SFTStage(SupervisedTraining, StageBase):
+    """Supervised fine-tuning on (question, reasoning, answer) traces; loss on response tokens only."""
+
+    type: Literal["sft"]
+    data: DatasetSpec
 
 
 class RLStage(StageBase):
@@ -330,7 +353,7 @@ class RejectionSamplingStage(StageBase):
     mix_in: list[DatasetSpec] = Field(default_factory=list, description="Other data (with a `completion` column) to mix in.")
 
 
-class DistillStage(StageBase):
+class DistillStage(SupervisedTraining, StageBase):
     """The teacher (this stage's model) writes verified traces with vLLM; a student is fine-tuned on them.
 
     The student may have another architecture and tokenizer: traces travel as text.
@@ -347,11 +370,6 @@ class DistillStage(StageBase):
         "vLLM engines of this stage's sampling (workers, CPUs/GPUs per worker, dtype, max_model_len, "
         "kv_cache_gib). A field left out follows the rollout of the recipe's RL stage (the last one before "
         "this stage, else the first), else the defaults, with one GPU per worker where the cluster has GPUs."))
-    epochs: float = Field(1.0, gt=0)
-    batch_size: int = Field(16, ge=1)
-    max_length: int = Field(512, ge=8)
-    packing: bool = Field(False, description="Pack the student's training pairs (see the sft stage).")
-    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-3))
     eval_data: DatasetSpec | None = Field(None, description="Held-out data to score the student before and after.")
 
 

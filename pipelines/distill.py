@@ -49,11 +49,8 @@ def run_distill(stage: DistillStage, ctx: StageContext) -> StageResult:
     student_base = _student_base(stage, ctx)
     student_tok = AutoTokenizer.from_pretrained(student_base)
     summary = train_sft(student_base, [template(r["question"], student_tok) for r, _ in traces],
-                        [t for _, t in traces], ctx.stage_dir / "model", epochs=stage.epochs,
-                        batch_size=stage.batch_size, max_length=stage.max_length, optim=stage.optim,
-                        seed=ctx.recipe.seed, packing=stage.packing,
-                        label=f"[{stage.name}] student sft",
-                        metrics_dir=ctx.stage_dir)
+                        [t for _, t in traces], ctx.stage_dir / "model", training=stage, seed=ctx.recipe.seed,
+                        dtype=stage.student.dtype, label=f"[{stage.name}] student sft", metrics_dir=ctx.stage_dir)
     summary.update({"teacher samples": len(texts), "traces kept": len(traces)})
     if stage.eval_data is not None:
         from pipelines.eval import evaluate_model
