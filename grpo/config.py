@@ -83,6 +83,16 @@ class EngineResources(Strict):
         "KV cache per engine in GiB: VLLM_CPU_KVCACHE_SPACE on the CPU, vLLM's kv_cache_memory_bytes on a GPU "
         "(which then takes the place of gpu_memory_utilization)."))
     max_model_len: int = Field(1024, ge=16, description="Prompt + completion tokens an engine holds per sequence.")
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description=(
+        "GPU engines: the share of the device's memory the engine may take (vLLM's option; it refuses to start "
+        "when less is free). Default 0.9 x num_gpus_per_worker, so engines and learners that share a GPU "
+        "(fractional GPUs) fit beside each other."))
+
+    def gpu_memory_share(self) -> float | None:
+        """gpu_memory_utilization for a GPU engine (None on the CPU)."""
+        if self.num_gpus_per_worker <= 0:
+            return None
+        return self.gpu_memory_utilization or round(0.9 * min(1.0, self.num_gpus_per_worker), 4)
 
 
 class RolloutConfig(EngineResources, SamplingOptions):

@@ -144,6 +144,7 @@ class RLLoop:
             num_gpus_per_worker=stage.rollout.num_gpus_per_worker, dtype=stage.rollout.dtype or self.dtype,
             seed=self.seed,
             max_model_len=stage.rollout.max_model_len, kv_cache_gib=stage.rollout.kv_cache_gib,
+            gpu_memory_utilization=stage.rollout.gpu_memory_share(),
             weights_version=start_step)  # versions count learner steps, so staleness is right after a resume
         return learners, workers
 

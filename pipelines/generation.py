@@ -30,7 +30,8 @@ def worker_options(engines: EngineResources) -> dict[str, Any]:
     """make_rollout_workers' arguments (besides the model and seed) for `engines`."""
     return {"n": engines.num_workers, "num_cpus_per_worker": engines.num_cpus_per_worker,
             "num_gpus_per_worker": engines.num_gpus_per_worker, "dtype": engines.dtype or "float32",
-            "max_model_len": engines.max_model_len, "kv_cache_gib": engines.kv_cache_gib}
+            "max_model_len": engines.max_model_len, "kv_cache_gib": engines.kv_cache_gib,
+            "gpu_memory_utilization": engines.gpu_memory_share()}
 
 
 def sampling_config(sampling: SamplingOptions, seed: int) -> SamplingConfig:

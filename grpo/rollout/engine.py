@@ -100,9 +100,11 @@ class RolloutEngine:
 
     def __init__(self, model_dir: str | Path, *, dtype: str = "float32", seed: int = 0, max_model_len: int = 1024,
                  kv_cache_gib: float = 1, enforce_eager: bool = True, in_process: bool = False,
-                 weights_version: int = 0, extra_engine_args: dict[str, Any] | None = None):
+                 weights_version: int = 0, gpu_memory_utilization: float | None = None,
+                 extra_engine_args: dict[str, Any] | None = None):
         """Start the engine. `kv_cache_gib` sizes the KV cache (vLLM's VLLM_CPU_KVCACHE_SPACE, which wins if set
         in the environment); `weights_version` numbers the weights of `model_dir` (a resumed run's step);
+        `gpu_memory_utilization`: a GPU engine's share of the device (vLLM's; None: vLLM's 0.9);
         `extra_engine_args` go to `vllm.LLM` last, over this class's choices."""
         from transformers import AutoConfig
 
@@ -126,6 +128,8 @@ class RolloutEngine:
             "max_num_batched_tokens": max(max_model_len, 8192),
             "worker_extension_cls": "grpo.rollout.worker_extension.WeightSyncExtension",
         }
+        if gpu_memory_utilization is not None:
+            args["gpu_memory_utilization"] = gpu_memory_utilization
         args = _merge_engine_args(args, vllm_engine_kwargs(self.model_dir, dtype))  # checks config.json
         args = _merge_engine_args(args, extra_engine_args or {})
         self.hf_config = AutoConfig.from_pretrained(self.model_dir, local_files_only=True)

@@ -29,7 +29,7 @@ def test_eval_workers_follow_the_rl_stage_rollout():
             engines.kv_cache_gib) == (2, 1, 4096, "float16", 8)
     options = worker_options(engines)
     assert options == {"n": 2, "num_cpus_per_worker": 1.0, "num_gpus_per_worker": 1, "dtype": "float16",
-                       "max_model_len": 4096, "kv_cache_gib": 8}
+                       "max_model_len": 4096, "kv_cache_gib": 8, "gpu_memory_utilization": 0.9}
 
 
 def test_the_stage_own_rollout_wins_field_by_field():
@@ -53,3 +53,12 @@ def test_the_rl_stage_unset_fields_do_not_override_the_machine():
     r = recipe(rl_rollout={"max_model_len": 2048})
     engines = r.sampling_engines(r.stages[1], gpus=True)
     assert (engines.max_model_len, engines.num_gpus_per_worker, engines.num_workers) == (2048, 1, 1)
+
+
+def test_a_fractional_gpu_gets_its_share_of_the_gpu_memory():
+    r = recipe(eval_rollout={"num_gpus_per_worker": 0.5})
+    assert worker_options(r.sampling_engines(r.stages[1]))["gpu_memory_utilization"] == 0.45
+    r = recipe(eval_rollout={"num_gpus_per_worker": 0.5, "gpu_memory_utilization": 0.3})
+    assert worker_options(r.sampling_engines(r.stages[1]))["gpu_memory_utilization"] == 0.3
+    r = recipe(eval_rollout={"num_gpus_per_worker": 0})
+    assert worker_options(r.sampling_engines(r.stages[1]))["gpu_memory_utilization"] is None
