@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from grpo.checkpoint import atomic_directory
-from grpo.config import DistillStage, EvalStage
+from grpo.config import DistillStage, EngineResources, EvalStage
 from grpo.data.loading import load_rows
 from grpo.data.templates import TEMPLATES
 from common.errors import UserError
@@ -56,16 +56,21 @@ def run_distill(stage: DistillStage, ctx: StageContext) -> StageResult:
         from pipelines.eval import evaluate_model
 
         held_out = [dict(r) for r in load_rows(stage.eval_data, base_dir=ctx.base_dir)]
-        # The student samples as the teacher did (the stage's sampling), on the same engines, in its own
-        # dtype unless the stage's rollout names one.
-        probe = EvalStage(name=f"{stage.name}-eval", type="eval", data=stage.eval_data,
-                          rewards=stage.rewards[:1], template=stage.template, sampling=stage.sampling)
-        own_dtype = stage.rollout.dtype if stage.rollout is not None else None
-        student_engines = engines.model_copy(update={"dtype": own_dtype or stage.student.dtype})
+        probe, student_engines = student_probe(stage, engines)
         for label, model in (("student before", student_base), ("student after", ctx.stage_dir / "model")):
             summary[f"{label} pass@1"] = evaluate_model(model, probe, held_out, ctx, student_engines)["pass@1"]
             ctx.echo(f"[{stage.name}] {label}: pass@1 {summary[f'{label} pass@1']:.3f}")
     return StageResult(model=ctx.stage_dir / "model", summary=summary)
+
+
+def student_probe(stage: DistillStage, engines: EngineResources) -> tuple[EvalStage, EngineResources]:
+    """How the student is scored on eval_data: sampled as the teacher was (the stage's sampling: its
+    temperature, max_completion_length, ...), one sample per prompt, on the teacher's engines, in the
+    student's dtype unless the stage's rollout names one."""
+    probe = EvalStage(name=f"{stage.name}-eval", type="eval", data=stage.eval_data, rewards=stage.rewards[:1],
+                      template=stage.template, sampling=stage.sampling)
+    own_dtype = stage.rollout.dtype if stage.rollout is not None else None
+    return probe, engines.model_copy(update={"dtype": own_dtype or stage.student.dtype})
 
 
 def _student_base(stage: DistillStage, ctx: StageContext):

@@ -62,3 +62,20 @@ def test_a_fractional_gpu_gets_its_share_of_the_gpu_memory():
     assert worker_options(r.sampling_engines(r.stages[1]))["gpu_memory_utilization"] == 0.3
     r = recipe(eval_rollout={"num_gpus_per_worker": 0})
     assert worker_options(r.sampling_engines(r.stages[1]))["gpu_memory_utilization"] is None
+
+
+def test_the_distill_student_is_scored_with_the_stage_sampling_in_its_dtype():
+    from pipelines.distill import student_probe
+
+    r = Recipe.model_validate({"name": "t", "model": {"path": "org/teacher", "dtype": "bfloat16"}, "stages": [{
+        "name": "distill", "type": "distill", "student": {"path": "org/student", "dtype": "float16"},
+        "data": {"source": "task:arithmetic", "n": 4}, "rewards": [{"name": "exact_match"}],
+        "sampling": {"temperature": 0.6, "top_p": 0.95, "max_completion_length": 700}, "max_length": 1024,
+        "eval_data": {"source": "task:arithmetic", "n": 4, "split": "test"},
+        "rollout": {"max_model_len": 1024}}]})
+    stage = r.stages[0]
+    probe, engines = student_probe(stage, r.sampling_engines(stage))
+    assert probe.sampling == stage.sampling  # not greedy 256 tokens
+    assert (engines.dtype, engines.max_model_len) == ("float16", 1024)  # the student's dtype, the stage's length
+    with_dtype = stage.model_copy(update={"rollout": stage.rollout.model_copy(update={"dtype": "float32"})})
+    assert student_probe(with_dtype, r.sampling_engines(with_dtype))[1].dtype == "float32"
