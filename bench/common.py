@@ -64,7 +64,7 @@ def warm_model(warmup: Warmup = Warmup(), cache_dir: Path = CACHE_DIR, log=print
     import shutil
     import tempfile
 
-    from grpo.config import OptimConfig
+    from grpo.config import OptimConfig, SupervisedTraining
     from grpo.data.tasks import solution_trace
     from grpo.data.templates import TEMPLATES, format_r1_completion
     from grpo.models.factory import make_model
@@ -79,10 +79,12 @@ def warm_model(warmup: Warmup = Warmup(), cache_dir: Path = CACHE_DIR, log=print
         template = TEMPLATES[warmup.template]
         prompts = [template(r["question"], None) for r in rows]
         completions = [format_r1_completion(solution_trace(r), r["answer"]) for r in rows]
-        summary = train_sft(base, prompts, completions, Path(tmp) / "model",
-                            epochs=warmup.steps * warmup.batch_size / len(rows), batch_size=warmup.batch_size,
-                            max_length=warmup.max_length, seed=warmup.model_seed, label="warm-up sft",
-                            optim=OptimConfig(lr=warmup.lr, lr_schedule="cosine", warmup_steps=warmup.warmup_steps))
+        training = SupervisedTraining(
+            epochs=warmup.steps * warmup.batch_size / len(rows), batch_size=warmup.batch_size,
+            max_length=warmup.max_length,
+            optim=OptimConfig(lr=warmup.lr, lr_schedule="cosine", warmup_steps=warmup.warmup_steps))
+        summary = train_sft(base, prompts, completions, Path(tmp) / "model", training=training,
+                            seed=warmup.model_seed, label="warm-up sft")
         (Path(tmp) / "model" / "bench_warmup.json").write_text(json.dumps(
             {"warmup": asdict(warmup), "summary": summary, "seconds": time.perf_counter() - start}, indent=2) + "\n")
         # A rename, so a warm-up killed half-way never leaves a directory that looks finished.

@@ -71,6 +71,7 @@ def resume_step(root: Path) -> int:
 RESUMABLE_KEYS = frozenset({
     "steps", "checkpoint_every",
     "rollout.num_workers", "rollout.num_cpus_per_worker", "rollout.num_gpus_per_worker", "rollout.kv_cache_gib",
+    "rollout.gpu_memory_utilization", "gradient_accumulation_steps", "gradient_checkpointing",
     "learner.num_learners", "learner.num_cpus_per_learner", "learner.num_gpus_per_learner",
     "learner.token_budget", "learner.logprob_chunk_size", "learner.gradient_checkpointing",
     "learner.reference_offload",

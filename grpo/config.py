@@ -65,22 +65,44 @@ class SamplingOptions(Strict):
                          "total probability; 1 disables it.")
     top_k: int = Field(-1, description="-1 disables top-k.")
     max_completion_length: int = Field(256, ge=1, description="Max new tokens per response (TRL name).")
+    max_prompt_length: int | None = Field(None, ge=1, description=(
+        "Tokens a prompt may have (TRL name); a longer prompt is refused with its length. Validation checks "
+        "that max_prompt_length + max_completion_length fits the engines' max_model_len. Null: prompts may "
+        "take whatever max_model_len leaves beside max_completion_length."))
 
 
-class RolloutConfig(SamplingOptions):
-    """vLLM rollout workers (Ray actors, one engine each). The learner takes its log-probs under the same
-    temperature, top_p and top_k, so the importance ratio and the policy gradient refer to the distribution
-    that was sampled."""
+class EngineResources(Strict):
+    """Where and how vLLM engines run: the RL stage's rollout workers, and the sampling stages' (eval,
+    rejection_sampling, distill) `rollout:` section, whose fields left out follow the recipe's RL stage
+    (Recipe.sampling_engines)."""
 
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(None, description=(
         "Weights and compute of the vLLM engines; default: the recipe's model.dtype. The learner's float32 "
         "weights are cast to it at every sync."))
     num_workers: int = Field(1, ge=1, description="Rollout workers (Ray actors, one vLLM engine each).")
-    num_cpus_per_worker: float = Field(1.0, gt=0, description="Ray CPUs reserved per rollout worker.")
-    num_gpus_per_worker: float = Field(0.0, ge=0, description="Ray GPUs reserved per rollout worker (a share "
-                                       "below 1 lets an engine share a GPU).")
-    kv_cache_gib: float = Field(1.0, gt=0, description="KV cache per engine on the CPU (VLLM_CPU_KVCACHE_SPACE).")
-    max_model_len: int = Field(1024, ge=16, description="Prompt plus completion tokens an engine holds per sequence.")
+    num_cpus_per_worker: float = Field(1.0, gt=0, description="Ray CPUs reserved per worker.")
+    num_gpus_per_worker: float = Field(0.0, ge=0, description="Ray GPUs per worker (0: the engine runs on the CPU).")
+    kv_cache_gib: float = Field(1.0, gt=0, description=(
+        "KV cache per engine in GiB: VLLM_CPU_KVCACHE_SPACE on the CPU, vLLM's kv_cache_memory_bytes on a GPU "
+        "(which then takes the place of gpu_memory_utilization)."))
+    max_model_len: int = Field(1024, ge=16, description="Prompt + completion tokens an engine holds per sequence.")
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description=(
+        "GPU engines: the share of the device's memory the engine may take (vLLM's option; it refuses to start "
+        "when less is free). Default 0.9 x num_gpus_per_worker, so engines and learners that share a GPU "
+        "(fractional GPUs) fit beside each other."))
+
+    def gpu_memory_share(self) -> float | None:
+        """gpu_memory_utilization for a GPU engine (None on the CPU)."""
+        if self.num_gpus_per_worker <= 0:
+            return None
+        return self.gpu_memory_utilization or round(0.9 * min(1.0, self.num_gpus_per_worker), 4)
+
+
+class RolloutConfig(EngineResources, SamplingOptions):
+    """vLLM rollout workers (Ray actors, one engine each). The learner takes its log-probs under the same
+    temperature, top_p and top_k, so the importance ratio and the policy gradient refer to the distribution
+    that was sampled."""
+
     off_policy_steps: int = Field(0, ge=0, le=1, description=(
         "0: on-policy. 1: the workers sample step t+1's batch with step t's weights while the learner trains on "
         "batch t (one-step-off-policy: staleness 1, corrected by algorithm.tis_cap)."))
@@ -187,7 +209,19 @@ class OptimConfig(Strict):
         "After the warm-up: keep lr, or decay it to 0 over the remaining optimizer steps (cosine, linear)."))
 
 
-class LearnerConfig(OptimConfig):
+class TrainingCompute(Strict):
+    """How a training step computes, the same for the RL learner and the supervised stages (sft, distill)."""
+
+    gradient_checkpointing: bool = Field(False, description=(
+        "Keep only each decoder layer's input and recompute the layer in the backward (transformers' "
+        "gradient_checkpointing_enable, non-reentrant): activation memory of one layer instead of all, for "
+        "about a third more compute."))
+    precision: Literal["float32", "bf16"] = Field("float32", description=(
+        "float32, or bf16: bfloat16 compute under torch.autocast (CPU and CUDA) with float32 master weights "
+        "and AdamW state (mixed precision, accelerate's mixed_precision='bf16'). Weights are float32 either way."))
+
+
+class LearnerConfig(OptimConfig, TrainingCompute):
     """The policy learner (Ray actors; data parallel over `num_learners` ranks)."""
 
     num_learners: int = Field(1, ge=1, description="Data-parallel learner ranks (Ray actors).")
@@ -198,11 +232,6 @@ class LearnerConfig(OptimConfig):
     num_gpus_per_learner: float = Field(0.0, ge=0, description="Ray GPUs reserved per learner.")
     token_budget: int = Field(8192, ge=16, description="Tokens per micro-batch (gradient accumulation above).")
     logprob_chunk_size: int = Field(1024, ge=1, description="Positions per log-prob chunk (bounds logits memory).")
-    gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass: less "
-                                         "memory, more compute.")
-    precision: Literal["float32", "bf16"] = Field("float32", description=(
-        "float32, or bf16: bfloat16 compute under torch.autocast (CPU and CUDA) with float32 master weights "
-        "and AdamW state (mixed precision, accelerate's mixed_precision='bf16'). Weights are float32 either way."))
     reference_offload: bool = Field(False, description="Keep the reference model on the CPU (GPU runs).")
     lora: LoraConfig | None = Field(None, description="Train LoRA adapters only; null: full fine-tuning.")
     router: Literal["frozen_bias", "aux_loss"] = Field(
@@ -229,18 +258,33 @@ class StageBase(Strict):
         "template), plain (the question as is)."))
 
 
-class SFTStage(StageBase):
-    """Supervised fine-tuning on (question, reasoning, answer) traces; loss on response tokens only."""
+class SupervisedTraining(TrainingCompute):
+    """Fine-tuning on prompt -> completion pairs, loss on completion tokens only (sft, distill's student)."""
 
-    type: Literal["sft"] = Field(description="Stage type.")
-    data: DatasetSpec = Field(description="Training traces: rows with a question and a completion (or a task).")
     epochs: float = Field(1.0, gt=0, description="Passes over the data (a fraction stops part way).")
-    batch_size: int = Field(16, ge=1, description="Pairs (packed rows with packing) per optimizer step.")
-    max_length: int = Field(512, ge=8, description="Tokens per pair (prompt + response); longer pairs are cut.")
+    batch_size: int = Field(16, ge=1, description="Pairs (packed rows with `packing`) per optimizer step.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description=(
+        "Micro-batches each optimizer step's batch is cut into (batch_size / gradient_accumulation_steps rows "
+        "each, forward and backward one after another): the same update in less activation memory."))
+    max_length: int = Field(512, ge=8, description="Tokens per row (prompt + completion); longer rows are cut.")
     packing: bool = Field(False, description=(
         "Pack several pairs into each row of up to max_length tokens (attention stays within a pair); "
         "batch_size then counts packed rows. Saves the compute padding wastes on short, varied traces."))
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-3), description="The optimizer (AdamW).")
+
+    @model_validator(mode="after")
+    def _micro_batches_divide_the_batch(self) -> "SupervisedTraining":
+        if self.batch_size % self.gradient_accumulation_steps:
+            raise ValueError(f"batch_size {self.batch_size} is not a multiple of gradient_accumulation_steps "
+                             f"{self.gradient_accumulation_steps}: every micro-batch holds the same number of rows")
+        return self
+
+
+class SFTStage(SupervisedTraining, StageBase):
+    """Supervised fine-tuning on (question, reasoning, answer) traces; loss on response tokens only."""
+
+    type: Literal["sft"] = Field(description="Stage type.")
+    data: DatasetSpec = Field(description="Training traces: rows with a question and a completion (or a task).")
 
 
 class RLStage(StageBase):
@@ -296,6 +340,10 @@ class EvalStage(StageBase):
     num_samples: int = Field(1, ge=1, description="k: samples per question (pass@1 averaged over them, and pass@k).")
     sampling: SamplingOptions = Field(default_factory=lambda: SamplingOptions(temperature=0.0),
                                       description="Sampling options; default greedy.")
+    rollout: EngineResources | None = Field(None, description=(
+        "vLLM engines of this stage's sampling (workers, CPUs/GPUs per worker, dtype, max_model_len, "
+        "kv_cache_gib). A field left out follows the rollout of the recipe's RL stage (the last one before "
+        "this stage, else the first), else the defaults, with one GPU per worker where the cluster has GPUs."))
 
 
 class ReadabilityFilters(Strict):
@@ -316,11 +364,15 @@ class RejectionSamplingStage(StageBase):
     num_samples: int = Field(4, ge=1, description="Samples per prompt.")
     max_per_prompt: int = Field(1, ge=1, description="Kept completions per prompt, at most.")
     sampling: SamplingOptions = Field(default_factory=SamplingOptions, description="Sampling options.")
+    rollout: EngineResources | None = Field(None, description=(
+        "vLLM engines of this stage's sampling (workers, CPUs/GPUs per worker, dtype, max_model_len, "
+        "kv_cache_gib). A field left out follows the rollout of the recipe's RL stage (the last one before "
+        "this stage, else the first), else the defaults, with one GPU per worker where the cluster has GPUs."))
     filters: ReadabilityFilters = Field(default_factory=ReadabilityFilters, description="Filters beyond correctness.")
     mix_in: list[DatasetSpec] = Field(default_factory=list, description="Other data (with a `completion` column) to mix in.")
 
 
-class DistillStage(StageBase):
+class DistillStage(SupervisedTraining, StageBase):
     """The teacher (this stage's model) writes verified traces with vLLM; a student is fine-tuned on them.
 
     The student may have another architecture and tokenizer: traces travel as text.
@@ -331,12 +383,12 @@ class DistillStage(StageBase):
     data: DatasetSpec = Field(description="Prompts for the teacher, with their gold answers.")
     rewards: list[RewardSpec] = Field(min_length=1, description="The first is the correctness check for traces.")
     num_samples: int = Field(4, ge=1, description="Teacher samples per prompt.")
-    sampling: SamplingOptions = Field(default_factory=SamplingOptions, description="The teacher's sampling options.")
-    epochs: float = Field(1.0, gt=0, description="Passes of the student over the kept traces.")
-    batch_size: int = Field(16, ge=1, description="Pairs per optimizer step of the student.")
-    max_length: int = Field(512, ge=8, description="Tokens per training pair of the student; longer pairs are cut.")
-    packing: bool = Field(False, description="Pack the student's training pairs (see the sft stage).")
-    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-3), description="The student's optimizer.")
+    sampling: SamplingOptions = Field(default_factory=SamplingOptions, description=(
+        "The teacher's sampling, and the student's when it is scored on eval_data."))
+    rollout: EngineResources | None = Field(None, description=(
+        "vLLM engines of this stage's sampling (workers, CPUs/GPUs per worker, dtype, max_model_len, "
+        "kv_cache_gib). A field left out follows the rollout of the recipe's RL stage (the last one before "
+        "this stage, else the first), else the defaults, with one GPU per worker where the cluster has GPUs."))
     eval_data: DatasetSpec | None = Field(None, description="Held-out data to score the student before and after.")
 
 
@@ -377,6 +429,7 @@ class LoggingConfig(Strict):
 Stage = Annotated[Union[SFTStage, RLStage, EvalStage, RejectionSamplingStage, DistillStage, RewardModelStage],
                   Field(discriminator="type")]
 DATASET_STAGES = ("rejection_sampling",)
+SAMPLING_STAGES = ("eval", "rejection_sampling", "distill")  # stages that sample with vLLM outside RL
 
 
 class Recipe(Strict):
@@ -412,6 +465,63 @@ class Recipe(Strict):
                         f"(earlier stages: {earlier})"
                     )
             seen.add(stage.name)
+        return self
+
+    def sampling_engines(self, stage: Stage, gpus: bool = False) -> EngineResources:
+        """The engines a sampling stage (eval, rejection_sampling, distill) starts: each field its `rollout:`
+        sets, else the one the rollout of the RL stage before it sets (else the recipe's first RL stage's),
+        else the default. dtype defaults to model.dtype, as in RL; `gpus` (the cluster has GPUs) gives each
+        worker one GPU where no one says otherwise."""
+        return self._sampling_engines(stage, gpus)[0]
+
+    def _sampling_engines(self, stage: Stage, gpus: bool) -> tuple[EngineResources, dict[str, str]]:
+        """sampling_engines, and where each field set came from ("stages[i] (name).rollout")."""
+        index = next((i for i, s in enumerate(self.stages) if s.name == stage.name), len(self.stages))
+        rl = ([i for i, s in enumerate(self.stages[:index]) if s.type == "rl"][-1:]
+              or [i for i, s in enumerate(self.stages) if s.type == "rl"][:1])
+        sections = [(f"stages[{i}] ({self.stages[i].name}).rollout", self.stages[i].rollout) for i in rl]
+        sections.append((f"stages[{index}] ({stage.name}).rollout", stage.rollout))
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for where, section in sections:
+            if section is not None:
+                own = section.model_dump(include=set(EngineResources.model_fields), exclude_unset=True)
+                values.update(own)
+                sources.update(dict.fromkeys(own, where))
+        if values.get("dtype") is None:
+            values["dtype"] = self.model.dtype
+        if gpus:
+            values.setdefault("num_gpus_per_worker", 1.0)
+        return EngineResources(**values), sources
+
+    @model_validator(mode="after")
+    def _sequences_fit(self) -> "Recipe":
+        """Every stage that generates: its prompt budget plus its new tokens fit its engines' max_model_len
+        (vLLM would otherwise cut completions short, unannounced, at max_model_len)."""
+        for i, stage in enumerate(self.stages):
+            if stage.type == "rl":
+                sampling, engines, options = stage.rollout, stage.rollout, f"stages[{i}] ({stage.name}).rollout"
+                length_from = options if "max_model_len" in stage.rollout.model_fields_set else "the default"
+            elif stage.type in SAMPLING_STAGES:
+                engines, sources = self._sampling_engines(stage, gpus=False)
+                sampling, options = stage.sampling, f"stages[{i}] ({stage.name}).sampling"
+                length_from = sources.get("max_model_len", "the default")
+            else:
+                continue
+            prompt, new = sampling.max_prompt_length, sampling.max_completion_length
+            need = (prompt or 1) + new
+            tokens = (f"{prompt} prompt tokens (max_prompt_length) + {new} new tokens (max_completion_length) = "
+                      f"{need}" if prompt else f"{new} new tokens (max_completion_length) + the prompt")
+            if need > engines.max_model_len:
+                at_least = f"{need}" if prompt else f"{new} + your longest prompt"
+                raise ValueError(
+                    f"stage '{stage.name}': {tokens} do not fit max_model_len {engines.max_model_len} (from "
+                    f"{length_from}); give stage '{stage.name}' rollout.max_model_len of at least {at_least}, "
+                    f"or lower {options}.max_completion_length")
+            if stage.type == "distill" and stage.max_length < need:
+                raise ValueError(
+                    f"stage '{stage.name}': max_length {stage.max_length} cuts the student's training rows, "
+                    f"which hold {tokens}; set max_length to at least {need if prompt else f'{new} + the prompt'}")
         return self
 
     def run_dir(self, base: Path | None = None) -> Path:

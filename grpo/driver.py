@@ -160,6 +160,7 @@ class RLLoop:
             num_gpus_per_worker=stage.rollout.num_gpus_per_worker, dtype=stage.rollout.dtype or self.dtype,
             seed=self.seed,
             max_model_len=stage.rollout.max_model_len, kv_cache_gib=stage.rollout.kv_cache_gib,
+            gpu_memory_utilization=stage.rollout.gpu_memory_share(),
             weights_version=start_step)  # versions count learner steps, so staleness is right after a resume
         return learners, workers
 
@@ -220,7 +221,8 @@ class RLLoop:
         batch = sampler.batch(step)
         sampling = SamplingConfig(
             temperature=stage.rollout.temperature, top_p=stage.rollout.top_p, top_k=stage.rollout.top_k,
-            max_tokens=stage.rollout.max_completion_length, seed=self.seed * 1_000_003 + step * 100_003)
+            max_tokens=stage.rollout.max_completion_length, max_prompt_tokens=stage.rollout.max_prompt_length,
+            seed=self.seed * 1_000_003 + step * 100_003)
         started = time.perf_counter()
         streams = start_streams(workers, batch.prompts, G, sampling)
         groups: dict[int, list[Sample]] = {}

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 
 from grpo.checkpoint import atomic_directory
-from grpo.config import DistillStage, EvalStage
+from grpo.config import DistillStage, EngineResources, EvalStage
 from grpo.data.loading import load_rows
 from grpo.data.templates import TEMPLATES
 from common.errors import UserError
 from pipelines.context import StageContext, StageResult, resolve_model_path
-from pipelines.generation import sample_completions
+from pipelines.generation import sample_completions, stage_engines
 from pipelines.sft import train_sft
 from rewards.compose import RewardComposer, repeat_columns
 
@@ -27,9 +27,10 @@ def run_distill(stage: DistillStage, ctx: StageContext) -> StageResult:
     template = TEMPLATES[stage.template]
     teacher_tok = AutoTokenizer.from_pretrained(ctx.model_dir)
     k = stage.num_samples
+    engines = stage_engines(stage, ctx)
     groups = sample_completions(ctx.model_dir, [template(r["question"], teacher_tok) for r in rows], k,
                                 stage.sampling, seed=ctx.recipe.seed, cluster=ctx.recipe.cluster,
-                                label=f"[{stage.name}] teacher generate")
+                                engines=engines, label=f"[{stage.name}] teacher generate")
     texts = [s.text for g in groups for s in g]
     with RewardComposer(stage.rewards) as composer:
         correct = composer(texts, repeat_columns(rows, k)).components[stage.rewards[0].name]
@@ -45,22 +46,28 @@ def run_distill(stage: DistillStage, ctx: StageContext) -> StageResult:
     student_base = _student_base(stage, ctx)
     student_tok = AutoTokenizer.from_pretrained(student_base)
     summary = train_sft(student_base, [template(r["question"], student_tok) for r, _ in traces],
-                        [t for _, t in traces], ctx.stage_dir / "model", epochs=stage.epochs,
-                        batch_size=stage.batch_size, max_length=stage.max_length, optim=stage.optim,
-                        seed=ctx.recipe.seed, packing=stage.packing,
-                        label=f"[{stage.name}] student sft",
-                        metrics_dir=ctx.stage_dir)
+                        [t for _, t in traces], ctx.stage_dir / "model", training=stage, seed=ctx.recipe.seed,
+                        dtype=stage.student.dtype, label=f"[{stage.name}] student sft", metrics_dir=ctx.stage_dir)
     summary.update({"teacher samples": len(texts), "traces kept": len(traces)})
     if stage.eval_data is not None:
         from pipelines.eval import evaluate_model
 
         held_out = [dict(r) for r in load_rows(stage.eval_data, base_dir=ctx.base_dir)]
-        probe = EvalStage(name=f"{stage.name}-eval", type="eval", data=stage.eval_data,
-                          rewards=stage.rewards[:1], template=stage.template)
+        probe, student_engines = student_probe(stage, engines)
         for label, model in (("student before", student_base), ("student after", ctx.stage_dir / "model")):
-            summary[f"{label} pass@1"] = evaluate_model(model, probe, held_out, ctx)["pass@1"]
+            summary[f"{label} pass@1"] = evaluate_model(model, probe, held_out, ctx, student_engines)["pass@1"]
             ctx.echo(f"[{stage.name}] {label}: pass@1 {summary[f'{label} pass@1']:.3f}")
     return StageResult(model=ctx.stage_dir / "model", summary=summary)
+
+
+def student_probe(stage: DistillStage, engines: EngineResources) -> tuple[EvalStage, EngineResources]:
+    """How the student is scored on eval_data: sampled as the teacher was (the stage's sampling: its
+    temperature, max_completion_length, ...), one sample per prompt, on the teacher's engines, in the
+    student's dtype unless the stage's rollout names one."""
+    probe = EvalStage(name=f"{stage.name}-eval", type="eval", data=stage.eval_data, rewards=stage.rewards[:1],
+                      template=stage.template, sampling=stage.sampling)
+    own_dtype = stage.rollout.dtype if stage.rollout is not None else None
+    return probe, engines.model_copy(update={"dtype": own_dtype or stage.student.dtype})
 
 
 def _student_base(stage: DistillStage, ctx: StageContext):

@@ -10,16 +10,18 @@ from __future__ import annotations
 import json
 
 from grpo.cluster import ensure_ray
-from grpo.config import EvalStage
+from grpo.config import EngineResources, EvalStage
 from grpo.data.loading import load_rows
 from grpo.data.templates import TEMPLATES
 from pipelines.context import StageContext, StageResult, resolve_model_reference
 from pipelines.eval_metrics import pass_at_k
-from pipelines.generation import sample_completions
+from pipelines.generation import sample_completions, stage_engines
 from rewards.compose import RewardComposer, repeat_columns
 
 
-def evaluate_model(model_dir, stage: EvalStage, rows: list[dict], ctx: StageContext) -> dict:
+def evaluate_model(model_dir, stage: EvalStage, rows: list[dict], ctx: StageContext,
+                   engines: EngineResources) -> dict:
+    """pass@1 (over stage.num_samples samples at stage.sampling) and pass@k of one model, sampled on `engines`."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -27,7 +29,7 @@ def evaluate_model(model_dir, stage: EvalStage, rows: list[dict], ctx: StageCont
     prompts = [template(r["question"], tokenizer) for r in rows]
     k = stage.num_samples
     groups = sample_completions(model_dir, prompts, k, stage.sampling, seed=ctx.recipe.seed,
-                                cluster=ctx.recipe.cluster, label=f"[{stage.name}] generate")
+                                cluster=ctx.recipe.cluster, engines=engines, label=f"[{stage.name}] generate")
     completions = [s.text for group in groups for s in group]
     columns = repeat_columns(rows, k)
     with RewardComposer(stage.rewards) as composer:
@@ -51,9 +53,10 @@ def run_eval(stage: EvalStage, ctx: StageContext) -> StageResult:
     targets = {"current": ctx.model_dir}
     for ref in stage.models:
         targets[ref] = resolve_model_reference(ref, ctx.outputs, ctx.model_dir, ctx.base_dir)
+    engines = stage_engines(stage, ctx)
     table = {}
     for label, model_dir in targets.items():
-        result = evaluate_model(model_dir, stage, rows, ctx)
+        result = evaluate_model(model_dir, stage, rows, ctx, engines)
         table[label] = {k: v for k, v in result.items() if k != "examples"}
         ctx.echo(f"[{stage.name}] {label}: pass@1 {result['pass@1']:.3f} ({model_dir})")
         (ctx.stage_dir / f"examples-{label.strip('@')}.json").write_text(json.dumps(result["examples"], indent=2))

@@ -1,32 +1,64 @@
-"""Sampling completions from a model directory with a vLLM rollout worker (eval, rejection sampling, distill)."""
+"""Sampling completions from a model directory with vLLM rollout workers (eval, rejection sampling, distill).
+
+The workers are those of the stage's `rollout:` section, its fields left out following the recipe's RL stage
+(grpo.config.Recipe.sampling_engines): a sampling stage of a GPU recipe runs on the GPUs and with the
+max_model_len the RL stage uses, not on one CPU worker.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import ray
 
 from grpo import progress
 from grpo.cluster import ensure_ray
-from grpo.config import ClusterConfig, SamplingOptions
+from grpo.config import ClusterConfig, EngineResources, SamplingOptions
 from grpo.rollout.actor import finished_groups, make_rollout_workers, start_streams
 from grpo.rollout.engine import SamplingConfig
+from pipelines.context import StageContext
+
+
+def stage_engines(stage, ctx: StageContext) -> EngineResources:
+    """The engines `stage` samples with: the recipe's resolution, with a GPU per worker by default where the
+    cluster has GPUs."""
+    ensure_ray(ctx.recipe.cluster)
+    return ctx.recipe.sampling_engines(stage, gpus=ray.cluster_resources().get("GPU", 0) > 0)
+
+
+def worker_options(engines: EngineResources) -> dict[str, Any]:
+    """make_rollout_workers' arguments (besides the model and seed) for `engines`."""
+    return {"n": engines.num_workers, "num_cpus_per_worker": engines.num_cpus_per_worker,
+            "num_gpus_per_worker": engines.num_gpus_per_worker, "dtype": engines.dtype or "float32",
+            "max_model_len": engines.max_model_len, "kv_cache_gib": engines.kv_cache_gib,
+            "gpu_memory_utilization": engines.gpu_memory_share()}
+
+
+def sampling_config(sampling: SamplingOptions, seed: int) -> SamplingConfig:
+    return SamplingConfig(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
+                          max_tokens=sampling.max_completion_length,
+                          max_prompt_tokens=sampling.max_prompt_length, seed=seed)
 
 
 def sample_completions(model_dir, prompts: list[str], num_samples: int, sampling: SamplingOptions, *,
-                       seed: int, cluster: ClusterConfig, max_model_len: int = 1024, label: str = "generate"):
-    """num_samples completions per prompt (list of groups of rollout Samples, in prompt order).
+                       seed: int, cluster: ClusterConfig, engines: EngineResources | None = None,
+                       label: str = "generate"):
+    """num_samples completions per prompt (list of groups of rollout Samples, in prompt order), from the
+    workers `engines` describes (default: one CPU worker), the prompts split over them.
 
     Groups are streamed as they finish (the same samples as one generate call), so the progress bar,
     "<label> prompts", moves with each prompt."""
     ensure_ray(cluster)
-    config = SamplingConfig(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
-                            max_tokens=sampling.max_completion_length, seed=seed)
-    (worker,) = make_rollout_workers(1, str(model_dir), 1.0, seed=seed, max_model_len=max_model_len)
+    workers = make_rollout_workers(model_dir=str(model_dir), seed=seed,
+                                   **worker_options(engines or EngineResources()))
     try:
         groups: list = [None] * len(prompts)
         with progress.progress(len(prompts), f"{label} prompts") as bar:
-            for index, group in finished_groups(start_streams([worker], prompts, num_samples, config)):
+            streams = start_streams(workers, prompts, num_samples, sampling_config(sampling, seed))
+            for index, group in finished_groups(streams):
                 groups[index] = group
                 bar.advance(1)
         return groups
     finally:
-        ray.kill(worker)
+        for worker in workers:
+            ray.kill(worker)

@@ -18,7 +18,7 @@ from grpo.data.loading import load_rows
 from grpo.data.templates import TEMPLATES
 from common.errors import UserError
 from pipelines.context import StageContext, StageResult
-from pipelines.generation import sample_completions
+from pipelines.generation import sample_completions, stage_engines
 from rewards.compose import RewardComposer, repeat_columns
 from rewards.registry import get_reward
 
@@ -64,7 +64,8 @@ def run_rejection_sampling(stage: RejectionSamplingStage, ctx: StageContext) -> 
     prompts = [template(r["question"], tokenizer) for r in rows]
     k = stage.num_samples
     groups = sample_completions(ctx.model_dir, prompts, k, stage.sampling, seed=ctx.recipe.seed,
-                                cluster=ctx.recipe.cluster, label=f"[{stage.name}] generate")
+                                cluster=ctx.recipe.cluster, engines=stage_engines(stage, ctx),
+                                label=f"[{stage.name}] generate")
     flat = [s for g in groups for s in g]
     texts = [s.text for s in flat]
     columns = repeat_columns(rows, k)

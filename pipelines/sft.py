@@ -14,11 +14,13 @@ import torch
 
 from grpo import progress
 from grpo.checkpoint import atomic_directory
-from grpo.config import SFTStage
+from grpo.config import SFTStage, SupervisedTraining
 from grpo.data.arithmetic import slipped_arithmetic_trace
 from grpo.data.loading import load_rows
 from grpo.data.tasks import solution_trace
 from grpo.data.templates import TEMPLATES, format_r1_completion
+from grpo.learner.compute import autocast, enable_gradient_checkpointing
+from grpo.models.factory import DTYPES
 from common.errors import UserError
 from grpo.schedule import lr_lambda
 from grpo.seeding import seed_everything
@@ -105,39 +107,80 @@ def run_sft(stage: SFTStage, ctx: StageContext) -> StageResult:
     template = TEMPLATES[stage.template]
     prompts = [template(r["question"], tokenizer) for r in rows]
     completions = [completion_for(r, i) for i, r in enumerate(rows)]
-    summary = train_sft(ctx.model_dir, prompts, completions, ctx.stage_dir / "model", epochs=stage.epochs,
-                        batch_size=stage.batch_size, max_length=stage.max_length, optim=stage.optim,
-                        seed=ctx.recipe.seed, packing=stage.packing, label=f"[{stage.name}] sft",
+    summary = train_sft(ctx.model_dir, prompts, completions, ctx.stage_dir / "model", training=stage,
+                        seed=ctx.recipe.seed, dtype=ctx.recipe.model.dtype, label=f"[{stage.name}] sft",
                         metrics_dir=ctx.stage_dir)
     return StageResult(model=ctx.stage_dir / "model", summary=summary)
 
 
-def train_sft(model_dir, prompts: list[str], completions: list[str], out_dir, *, epochs: float, batch_size: int,
-              max_length: int, optim, seed: int, label: str = "sft", metrics_dir=None, packing: bool = False) -> dict:
-    """Fine-tune the model in `model_dir` on prompt -> completion text pairs; write it to `out_dir` (atomic).
+def load_for_training(model_dir, device: torch.device, gradient_checkpointing: bool = False):
+    """The model of `model_dir` as float32 master weights on `device`, in training mode, its decoder layers
+    checkpointed when asked (whatever dtype the directory holds: AdamW on bfloat16 weights would lose the
+    updates below their resolution)."""
+    from transformers import AutoModelForCausalLM
 
-    With `packing`, a batch is `batch_size` rows of up to `max_length` tokens, each holding several pairs
-    (pack_pairs); without it, `batch_size` pairs padded to the longest. Per-step loss and learning rate go to
-    `metrics_dir` (metrics.jsonl + TensorBoard) when given; the progress bar is "<label> steps".
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)
+    if gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    model.train()
+    return model
+
+
+def split_rows(rows: list, parts: int) -> list[list]:
+    """`rows` in at most `parts` consecutive micro-batches of equal size (the last one may be smaller)."""
+    size = math.ceil(len(rows) / parts)
+    return [rows[i:i + size] for i in range(0, len(rows), size)]
+
+
+def accumulate_gradients(model, micro_batches: list[dict[str, torch.Tensor]], precision: str = "float32") -> float:
+    """Forward and backward of each micro-batch (collated model inputs with labels), one after another, so
+    that the summed gradient is that of the whole batch's mean loss over its completion tokens: each
+    micro-batch's summed token loss is divided by the batch's token count (transformers' num_items_in_batch),
+    not by its own. Returns that batch loss."""
+    device = next(model.parameters()).device
+    tokens = max(1, sum(int((batch["labels"][:, 1:] != -100).sum()) for batch in micro_batches))
+    total = 0.0
+    for batch in micro_batches:
+        with autocast(precision, device.type):
+            # No KV cache: a cache would also make transformers ignore the packed position ids (its packed-
+            # sequence mask is only built without one).
+            loss = model(**{k: v.to(device) for k, v in batch.items()}, use_cache=False,
+                         num_items_in_batch=tokens).loss
+        loss.backward()
+        total += loss.detach().item()
+    return total
+
+
+def train_sft(model_dir, prompts: list[str], completions: list[str], out_dir, *, training: SupervisedTraining,
+              seed: int, dtype: str = "float32", label: str = "sft", metrics_dir=None) -> dict:
+    """Fine-tune the model in `model_dir` on prompt -> completion text pairs; write it to `out_dir` (atomic),
+    its weights in `dtype` (the model's: the recipe's model.dtype, a distill student's dtype).
+
+    With `training.packing`, a batch is `batch_size` rows of up to `max_length` tokens, each holding several
+    pairs (pack_pairs); without it, `batch_size` pairs padded to the longest. Each batch is cut into
+    `gradient_accumulation_steps` micro-batches (accumulate_gradients); the forwards run at
+    `training.precision` over float32 master weights, with gradient checkpointing when asked. Per-step loss
+    and learning rate go to `metrics_dir` (metrics.jsonl + TensorBoard) when given; the progress bar is
+    "<label> steps".
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     seed_everything(seed)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)
-    pairs = tokenize_pairs(tokenizer, prompts, completions, max_length)
+    model = load_for_training(model_dir, device, training.gradient_checkpointing)
+    pairs = tokenize_pairs(tokenizer, prompts, completions, training.max_length)
     if not pairs:
         raise UserError("sft: no training pairs (every row was filtered out?)")
-    rows = pack_pairs(pairs, max_length, seed) if packing else pairs
+    packing, batch_size, optim = training.packing, training.batch_size, training.optim
+    rows = pack_pairs(pairs, training.max_length, seed) if packing else pairs
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     steps_per_epoch = math.ceil(len(rows) / batch_size)
-    total = max(1, math.ceil(steps_per_epoch * epochs))
+    total = max(1, math.ceil(steps_per_epoch * training.epochs))
     optimizer = torch.optim.AdamW(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(optim.lr_schedule, optim.warmup_steps, total))
     rng = random.Random(seed)
     order: list[int] = []
-    model.train()
     losses = []
     logger = MetricsLogger(metrics_dir) if metrics_dir else None
     with progress.progress(total, f"{label} steps") as bar:
@@ -145,17 +188,14 @@ def train_sft(model_dir, prompts: list[str], completions: list[str], out_dir, *,
             if not order:
                 order = list(range(len(rows)))
                 rng.shuffle(order)
-            batch = collate([rows[order.pop()] for _ in range(min(batch_size, len(order)))], pad, packing)
-            # No KV cache: a cache would also make transformers ignore the packed position ids (its packed-
-            # sequence mask is only built without one).
-            loss = model(**{k: v.to(device) for k, v in batch.items()}, use_cache=False).loss
-            loss.backward()
+            batch = [rows[order.pop()] for _ in range(min(batch_size, len(order)))]
+            micro = [collate(part, pad, packing) for part in split_rows(batch, training.gradient_accumulation_steps)]
+            losses.append(accumulate_gradients(model, micro, training.precision))
             if optim.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), optim.max_grad_norm)
             optimizer.step()
             sched.step()
             optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.detach().item())
             if logger:
                 logger.log(step + 1, {"loss": losses[-1], "learner/lr": sched.get_last_lr()[0]})
             bar.advance(1, loss=sum(losses[-10:]) / len(losses[-10:]))  # over 10 steps: steadier than one batch
@@ -163,7 +203,7 @@ def train_sft(model_dir, prompts: list[str], completions: list[str], out_dir, *,
     if logger:
         logger.close()
     with atomic_directory(out_dir) as tmp:
-        model.save_pretrained(tmp)
+        model.to(DTYPES[dtype]).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         _copy_generation_config(model_dir, tmp)
     return {"loss first": losses[0], "loss last": losses[-1], "steps": total, "pairs": len(pairs),

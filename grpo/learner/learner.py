@@ -26,14 +26,14 @@ import torch.distributed as dist
 from grpo.algorithms.losses import PolicyLossConfig, policy_loss
 from grpo.config import AlgorithmConfig, LearnerConfig
 from grpo.learner import fsdp
+from grpo.learner.compute import autocast, enable_gradient_checkpointing
 from grpo.learner.batching import TrainSample, collate, pack_by_token_budget, rank_mini_batches
 from grpo.learner.logprobs import CompletionLogprobs, SamplingDistribution
 from grpo.learner.moe import RouterProbe
+from grpo.models.factory import DTYPES
 from grpo.schedule import lr_lambda
 from grpo.seeding import rng_state, seed_everything, set_rng_state
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-AUTOCAST_DTYPES = {"float32": None, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -94,7 +94,6 @@ class Learner:
                                     rank=self.dist.rank, world_size=self.dist.world_size)
         seed_everything(seed)
         self.device = torch.device("cuda" if torch.cuda.is_available() and learner.num_gpus_per_learner > 0 else "cpu")
-        self.autocast_dtype = AUTOCAST_DTYPES[learner.precision]
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         weights_dtype = torch.float32 if learner.lora is None else DTYPES[dtype]  # float32: master weights
@@ -124,9 +123,7 @@ class Learner:
             else:
                 self.reference.to(self.device)
         if learner.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            if learner.lora is not None:
-                self.model.enable_input_require_grads()
+            enable_gradient_checkpointing(self.model, adapters=learner.lora is not None)
         self.model.train()
         # Every log-prob pass goes through this module; under fsdp2 it is the root that FSDP2 hooks.
         self.policy = CompletionLogprobs(self.model, sampling)
@@ -173,7 +170,7 @@ class Learner:
         device = next(model.parameters()).device
         # Autocast covers the forward only; the backward runs each op in the dtype its forward used, and
         # checkpointed chunks and layers recompute under the autocast state they were saved with.
-        with torch.autocast(device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+        with autocast(self.cfg.precision, device.type):
             return model(mb.input_ids.to(device), mb.attention_mask.to(device), mb.prompt_lengths,
                          mb.completion_mask.shape[1], self.cfg.logprob_chunk_size, with_entropy)
 

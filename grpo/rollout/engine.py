@@ -50,6 +50,7 @@ class SamplingConfig:
     top_p: float = 1.0
     top_k: int = 0
     max_tokens: int = 256
+    max_prompt_tokens: int | None = None  # a longer prompt is refused (the recipe's max_prompt_length)
     min_tokens: int = 0
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
@@ -98,9 +99,11 @@ class RolloutEngine:
 
     def __init__(self, model_dir: str | Path, *, dtype: str = "float32", seed: int = 0, max_model_len: int = 1024,
                  kv_cache_gib: float = 1, enforce_eager: bool = True, in_process: bool = False,
-                 weights_version: int = 0, extra_engine_args: dict[str, Any] | None = None):
+                 weights_version: int = 0, gpu_memory_utilization: float | None = None,
+                 extra_engine_args: dict[str, Any] | None = None):
         """Start the engine. `kv_cache_gib` sizes the KV cache (vLLM's VLLM_CPU_KVCACHE_SPACE, which wins if set
         in the environment); `weights_version` numbers the weights of `model_dir` (a resumed run's step);
+        `gpu_memory_utilization`: a GPU engine's share of the device (vLLM's; None: vLLM's 0.9);
         `extra_engine_args` go to `vllm.LLM` last, over this class's choices."""
         from transformers import AutoConfig
 
@@ -124,6 +127,8 @@ class RolloutEngine:
             "max_num_batched_tokens": max(max_model_len, 8192),
             "worker_extension_cls": "grpo.rollout.worker_extension.WeightSyncExtension",
         }
+        if gpu_memory_utilization is not None:
+            args["gpu_memory_utilization"] = gpu_memory_utilization
         args = _merge_engine_args(args, vllm_engine_kwargs(self.model_dir, dtype))  # checks config.json
         args = _merge_engine_args(args, extra_engine_args or {})
         self.hf_config = AutoConfig.from_pretrained(self.model_dir, local_files_only=True)
@@ -198,6 +203,11 @@ class RolloutEngine:
         if num_generations < 1:
             raise UserError(f"num_generations must be at least 1, got {num_generations}")
         token_prompts = [self._prompt_ids(p, i) for i, p in enumerate(prompts)]
+        limit = sampling.max_prompt_tokens
+        for i, ids in enumerate(token_prompts):
+            if limit is not None and len(ids) > limit:
+                raise UserError(f"prompt {prompt_offset + i} has {len(ids)} tokens, over max_prompt_length {limit}; "
+                                "raise max_prompt_length (and max_model_len with it) or shorten the prompts")
         params = [sampling.to_vllm(num_generations, prompt_offset + i) for i in range(len(token_prompts))]
         return token_prompts, params
 

@@ -45,6 +45,8 @@ def recipe(run_dir: Path, model_dir: Path) -> dict:
                                                        "num_key_value_heads": 1, "num_hidden_layers": 1}},
          "data": {"source": "task:arithmetic", "n": 16, "seed": 4}, "rewards": [FORMAT],
          "num_samples": 4, "sampling": {"max_completion_length": 64}, "epochs": 1, "batch_size": 8,
+         # The GPU recipe's memory settings, on the stage's path: micro-batches, checkpointing, bf16 compute.
+         "gradient_accumulation_steps": 2, "gradient_checkpointing": True, "precision": "bf16",
          "eval_data": {"source": "task:arithmetic", "n": 8, "seed": 98}},
     ]
     for stage in stages:

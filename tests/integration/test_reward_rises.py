@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from grpo.config import ClusterConfig, OptimConfig, RLStage
+from grpo.config import ClusterConfig, OptimConfig, RLStage, SupervisedTraining
 from grpo.data.tasks import generate_arithmetic, solution_trace
 from grpo.data.templates import TEMPLATES, format_r1_completion
 from grpo.driver import RLLoop
@@ -26,7 +26,8 @@ def test_grpo_raises_mean_reward_after_warmup(ray_session, tiny_qwen2_dir, tmp_p
     prompt = TEMPLATES["plain"]
     warm = train_sft(tiny_qwen2_dir, [prompt(r["question"], None) for r in rows],
                      [format_r1_completion(solution_trace(r), r["answer"]) for r in rows], tmp_path / "warm",
-                     epochs=12, batch_size=16, max_length=128, optim=OptimConfig(lr=3e-3), seed=0)
+                     training=SupervisedTraining(epochs=12, batch_size=16, max_length=128,
+                                                 optim=OptimConfig(lr=3e-3)), seed=0)
     assert warm["loss last"] < warm["loss first"]
     stage = RLStage.model_validate({
         "name": "rl", "type": "rl", "template": "plain",

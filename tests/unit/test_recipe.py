@@ -57,6 +57,59 @@ def mutate(fn):
 def test_every_shipped_recipe_validates(path, capsys):
     assert main(["validate", str(path)]) == 0
     assert "valid recipe" in capsys.readouterr().out
+    # Every stage that generates holds its prompt budget and its new tokens within its engines' length.
+    recipe = load_recipe(path)
+    for stage in recipe.stages:
+        if stage.type == "rl":
+            sampling, engines = stage.rollout, stage.rollout
+        elif stage.type in ("eval", "rejection_sampling", "distill"):
+            sampling, engines = stage.sampling, recipe.sampling_engines(stage)
+        else:
+            continue
+        assert (sampling.max_prompt_length or 1) + sampling.max_completion_length <= engines.max_model_len, stage.name
+        if path.parent.name == "gpu":  # GPU recipes budget their prompts (hub models: no tokenizer here)
+            assert sampling.max_prompt_length is not None, stage.name
+
+
+def sampling_stage(kind: str, **fields) -> dict:
+    stage = {"name": kind, "type": kind, "data": {"source": "task:arithmetic", "n": 8},
+             "rewards": [{"name": "exact_match"}], **fields}
+    if kind == "distill":
+        stage.setdefault("max_length", 4096)
+        stage["student"] = {"make": "tiny-qwen2"}
+    return stage
+
+
+@pytest.mark.parametrize("kind", ["eval", "rejection_sampling", "distill"])
+def test_a_sampling_stage_whose_tokens_do_not_fit_is_refused(kind, tmp_path, capsys):
+    recipe = mutate(lambda r: r["stages"].append(sampling_stage(
+        kind, sampling={"max_prompt_length": 1024, "max_completion_length": 3072})))
+    err = error_of(tmp_path, recipe, capsys=capsys)
+    assert (f"stage '{kind}': 1024 prompt tokens (max_prompt_length) + 3072 new tokens (max_completion_length) = "
+            "4096 do not fit max_model_len 1024 (from the default); give stage "
+            f"'{kind}' rollout.max_model_len of at least 4096") in err
+    # The stage's own rollout, or the RL stage's, makes room.
+    recipe["stages"][-1]["rollout"] = {"max_model_len": 4096}
+    assert load_recipe(write(tmp_path, recipe)).stages[-1].rollout.max_model_len == 4096
+    del recipe["stages"][-1]["rollout"]
+    recipe["stages"][1]["rollout"] = {"max_model_len": 4096}
+    load_recipe(write(tmp_path, recipe))
+
+
+def test_an_rl_stage_whose_tokens_do_not_fit_is_refused(tmp_path, capsys):
+    err = error_of(tmp_path, mutate(lambda r: r["stages"][1].update(
+        rollout={"max_completion_length": 1024})), capsys=capsys)
+    assert ("stage 'grpo': 1024 new tokens (max_completion_length) + the prompt do not fit max_model_len 1024 "
+            "(from the default); give stage 'grpo' rollout.max_model_len of at least 1024 + your longest prompt, "
+            "or lower stages[1] (grpo).rollout.max_completion_length") in err
+
+
+def test_a_distill_student_length_that_cuts_its_traces_is_refused(tmp_path, capsys):
+    err = error_of(tmp_path, mutate(lambda r: r["stages"].append(sampling_stage(
+        "distill", sampling={"max_prompt_length": 128, "max_completion_length": 512}, max_length=256))),
+        capsys=capsys)
+    assert "stage 'distill': max_length 256 cuts the student's training rows" in err
+    assert "set max_length to at least 640" in err
 
 
 def test_recipes_exist():
