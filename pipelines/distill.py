@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 
-from grpo.checkpoint import atomic_directory
 from grpo.config import DistillStage, EvalStage
 from grpo.data.loading import load_rows
 from grpo.data.templates import TEMPLATES
 from common.errors import UserError
-from pipelines.context import StageContext, StageResult, resolve_model_path
+from pipelines.context import StageContext, StageResult, materialize_model
 from pipelines.generation import sample_completions
 from pipelines.sft import train_sft
 from rewards.compose import RewardComposer, repeat_columns
@@ -67,13 +66,5 @@ def run_distill(stage: DistillStage, ctx: StageContext) -> StageResult:
 
 
 def _student_base(stage: DistillStage, ctx: StageContext):
-    spec = stage.student
-    if spec.path:
-        return resolve_model_path(spec.path, ctx.base_dir, where=f"stage {stage.name}: student.path")
-    from grpo.models.factory import make_model
-
-    out = ctx.stage_dir / "student_base"
-    if not (out / "config.json").exists():
-        with atomic_directory(out) as tmp:
-            make_model(spec.make, tmp, seed=spec.seed, dtype=spec.dtype, overrides=spec.overrides or None)
-    return out
+    return materialize_model(stage.student, ctx.base_dir, ctx.stage_dir / "student_base",
+                             where=f"stage {stage.name}: student", echo=ctx.echo)
