@@ -22,6 +22,7 @@ from grpo.algorithms.advantages import ADVANTAGE_ESTIMATORS, ScaleRewards
 from grpo.algorithms.kl import KL_BOUND, KL_ESTIMATORS
 from grpo.algorithms.losses import LOSS_TYPES
 from grpo.data.spec import DatasetSpec
+from grpo.data.templates import ChatTemplateChoice
 from grpo.models.gguf_import import PACKAGED_MODELS
 from rewards.spec import RewardSpec
 from rewards.steps import available_step_rewards, is_step_reward
@@ -228,6 +229,10 @@ class StageBase(Strict):
     model: str | None = Field(
         None, description="'@stage', '@base' (the initial model) or a directory; default: the previous stage's model.")
     template: Literal["r1_zero", "chat", "plain"] = "r1_zero"
+    chat_template: ChatTemplateChoice = Field("auto", description=(
+        "Put the template's prompt through the tokenizer's chat template as a user turn, assistant turn opened "
+        "(generation stops at its end-of-turn token as well as EOS). auto: where the tokenizer has one, except "
+        "the toolkit's own tokenizers of preset models (random weights: the template means nothing to them)."))
 
 
 class SFTStage(StageBase):

@@ -41,7 +41,7 @@ from grpo.checkpoint import (RESUMABLE_KEYS, atomic_directory, checkpoint_dir, c
 from grpo.cluster import ensure_ray
 from grpo.config import ClusterConfig, RLStage
 from grpo.data.loading import load_rows
-from grpo.data.templates import TEMPLATES
+from grpo.data.templates import prompt_renderer
 from common.errors import UserError
 from grpo.learner.actor import make_learners, merge_rank_metrics
 from grpo.learner.batching import TrainSample, rank_shards
@@ -94,6 +94,20 @@ class PromptSampler:
         return PromptBatch(picked_rows, picked_prompts)
 
 
+def train_samples(groups: list[list[Sample]], advantages: list, mask_truncated: bool) -> list[TrainSample]:
+    """The learner's samples of the kept groups: the engine's own prompt and response token ids and log-probs
+    (never a re-tokenization of the text, which need not give the same ids back), with one advantage per
+    sample in group order (a float, or one per token under process supervision)."""
+    out = []
+    for sample, advantage in zip((s for group in groups for s in group), advantages, strict=True):
+        truncated = sample.finish_reason == "length"
+        if truncated and mask_truncated:
+            continue
+        out.append(TrainSample(prompt_ids=list(sample.prompt_token_ids), completion_ids=list(sample.token_ids),
+                               advantage=advantage, rollout_logprobs=list(sample.logprobs), truncated=truncated))
+    return out
+
+
 class RLLoop:
     def __init__(self, stage: RLStage, model_dir: Path, stage_dir: Path, *, seed: int,
                  cluster: ClusterConfig, base_dir: Path | None = None, dtype: str = "float32",
@@ -116,8 +130,8 @@ class RLLoop:
     def _prompts(self, tokenizer) -> PromptSampler:
         dataset = load_rows(self.stage.data, base_dir=self.base_dir)
         rows = [dict(r) for r in dataset]
-        template = TEMPLATES[self.stage.template]
-        prompts = [template(r["question"], tokenizer) for r in rows]
+        render = prompt_renderer(self.stage.template, tokenizer, self.stage.chat_template)
+        prompts = [render(r["question"]) for r in rows]
         return PromptSampler(rows, prompts, self.stage.prompts_per_step, self.seed)
 
     def _start(self, resume_from: Path | None, start_step: int):
@@ -243,16 +257,7 @@ class RLLoop:
         kept = [g for g in range(len(groups)) if keep[g]]
         kept_rewards = torch.cat([rewards[g * G : (g + 1) * G] for g in kept]) if kept else rewards[:0]
         per_sample = self._advantages(rollout, kept, rewards)
-        samples = []
-        for slot, g in enumerate(kept):
-            for j, s in enumerate(groups[g]):
-                truncated = s.finish_reason == "length"
-                if truncated and algo.mask_truncated_completions:
-                    continue
-                samples.append(TrainSample(
-                    prompt_ids=list(s.prompt_token_ids), completion_ids=list(s.token_ids),
-                    advantage=per_sample[slot * G + j], rollout_logprobs=list(s.logprobs),
-                    truncated=truncated))
+        samples = train_samples([groups[g] for g in kept], per_sample, algo.mask_truncated_completions)
         # One number per response for the statistics: the mean over its tokens under process supervision.
         advantages = torch.tensor([a if isinstance(a, float) else sum(a) / max(1, len(a)) for a in per_sample])
 

@@ -11,7 +11,7 @@ import json
 
 from grpo.config import DistillStage, EvalStage
 from grpo.data.loading import load_rows
-from grpo.data.templates import TEMPLATES
+from grpo.data.templates import prompt_renderer
 from common.errors import UserError
 from pipelines.context import StageContext, StageResult, materialize_model
 from pipelines.generation import sample_completions
@@ -23,10 +23,10 @@ def run_distill(stage: DistillStage, ctx: StageContext) -> StageResult:
     from transformers import AutoTokenizer
 
     rows = [dict(r) for r in load_rows(stage.data, base_dir=ctx.base_dir)]
-    template = TEMPLATES[stage.template]
     teacher_tok = AutoTokenizer.from_pretrained(ctx.model_dir)
+    teacher_prompt = prompt_renderer(stage.template, teacher_tok, stage.chat_template)
     k = stage.num_samples
-    groups = sample_completions(ctx.model_dir, [template(r["question"], teacher_tok) for r in rows], k,
+    groups = sample_completions(ctx.model_dir, [teacher_prompt(r["question"]) for r in rows], k,
                                 stage.sampling, seed=ctx.recipe.seed, cluster=ctx.recipe.cluster,
                                 label=f"[{stage.name}] teacher generate")
     texts = [s.text for g in groups for s in g]
@@ -45,8 +45,8 @@ def run_distill(stage: DistillStage, ctx: StageContext) -> StageResult:
                 for r, t in traces))
 
     student_base = _student_base(stage, ctx)
-    student_tok = AutoTokenizer.from_pretrained(student_base)
-    summary = train_sft(student_base, [template(r["question"], student_tok) for r, _ in traces],
+    student_prompt = prompt_renderer(stage.template, AutoTokenizer.from_pretrained(student_base), stage.chat_template)
+    summary = train_sft(student_base, [student_prompt(r["question"]) for r, _ in traces],
                         [t for _, t in traces], ctx.stage_dir / "model", epochs=stage.epochs,
                         batch_size=stage.batch_size, max_length=stage.max_length, optim=stage.optim,
                         seed=ctx.recipe.seed, packing=stage.packing,
@@ -58,7 +58,8 @@ def run_distill(stage: DistillStage, ctx: StageContext) -> StageResult:
 
         held_out = [dict(r) for r in load_rows(stage.eval_data, base_dir=ctx.base_dir)]
         probe = EvalStage(name=f"{stage.name}-eval", type="eval", data=stage.eval_data,
-                          rewards=stage.rewards[:1], template=stage.template)
+                          rewards=stage.rewards[:1], template=stage.template,
+                          chat_template=stage.chat_template)
         for label, model in (("student before", student_base), ("student after", ctx.stage_dir / "model")):
             summary[f"{label} pass@1"] = evaluate_model(model, probe, held_out, ctx)["pass@1"]
             ctx.echo(f"[{stage.name}] {label}: pass@1 {summary[f'{label} pass@1']:.3f}")

@@ -12,7 +12,7 @@ import json
 from grpo.cluster import ensure_ray
 from grpo.config import EvalStage
 from grpo.data.loading import load_rows
-from grpo.data.templates import TEMPLATES
+from grpo.data.templates import prompt_renderer
 from pipelines.context import StageContext, StageResult, resolve_model_reference
 from pipelines.eval_metrics import pass_at_k
 from pipelines.generation import sample_completions
@@ -23,8 +23,8 @@ def evaluate_model(model_dir, stage: EvalStage, rows: list[dict], ctx: StageCont
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    template = TEMPLATES[stage.template]
-    prompts = [template(r["question"], tokenizer) for r in rows]
+    render = prompt_renderer(stage.template, tokenizer, stage.chat_template)
+    prompts = [render(r["question"]) for r in rows]
     k = stage.num_samples
     groups = sample_completions(model_dir, prompts, k, stage.sampling, seed=ctx.recipe.seed,
                                 cluster=ctx.recipe.cluster, label=f"[{stage.name}] generate")

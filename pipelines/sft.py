@@ -18,7 +18,7 @@ from grpo.config import SFTStage
 from grpo.data.arithmetic import slipped_arithmetic_trace
 from grpo.data.loading import load_rows
 from grpo.data.tasks import solution_trace
-from grpo.data.templates import TEMPLATES, format_r1_completion
+from grpo.data.templates import prompt_renderer, format_r1_completion
 from common.errors import UserError
 from grpo.schedule import lr_lambda
 from grpo.seeding import seed_everything
@@ -102,8 +102,8 @@ def run_sft(stage: SFTStage, ctx: StageContext) -> StageResult:
 
     tokenizer = AutoTokenizer.from_pretrained(ctx.model_dir)
     rows = [dict(r) for r in load_rows(stage.data, base_dir=ctx.base_dir)]
-    template = TEMPLATES[stage.template]
-    prompts = [template(r["question"], tokenizer) for r in rows]
+    render = prompt_renderer(stage.template, tokenizer, stage.chat_template)
+    prompts = [render(r["question"]) for r in rows]
     completions = [completion_for(r, i) for i, r in enumerate(rows)]
     summary = train_sft(ctx.model_dir, prompts, completions, ctx.stage_dir / "model", epochs=stage.epochs,
                         batch_size=stage.batch_size, max_length=stage.max_length, optim=stage.optim,
