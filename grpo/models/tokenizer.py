@@ -55,7 +55,10 @@ SNIPPETS = [
 def builtin_corpus() -> Iterator[str]:
     """The training text: R1-format traces of the synthetic tasks (grpo.data.tasks), in plain and chat
     layout; the vendored GSM8K and MATH-500 subsets (English word problems, LaTeX); SNIPPETS."""
-    rows = [row for level in ARITHMETIC_LEVELS for row in generate_arithmetic(200, seed=0, difficulty=level)]
+    # Levels 1-5 only: level 0's one-digit questions hold nothing new, and the corpus (so every tiny model's
+    # vocabulary) stays what it was before that level existed.
+    rows = [row for level in ARITHMETIC_LEVELS if level >= 1
+            for row in generate_arithmetic(200, seed=0, difficulty=level)]
     rows += generate_countdown(200, seed=0)
     for row in rows:
         completion = format_r1_completion(solution_trace(row), row["answer"])
