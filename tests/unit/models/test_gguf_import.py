@@ -107,3 +107,25 @@ def test_recipe_model_sources(tmp_path):
     (tmp_path / "two.yaml").write_text(f"name: p\nmodel: {{gguf: m.gguf, make: tiny-qwen2}}\n{stage}\n")
     with pytest.raises(UserError, match="exactly one of .*got make, gguf"):
         load_recipe(tmp_path / "two.yaml")
+
+
+def test_cli_import_and_make_of_a_packaged_model(tmp_path, monkeypatch, capsys):
+    from grpo.models import cli
+    from pipelines.cli import main
+
+    converted = []
+
+    def fake_convert(src, out):  # the real conversion: tests/integration/test_real_model.py
+        converted.append(Path(src))
+        Path(out).mkdir(parents=True)
+        (Path(out) / "grpo_model.json").write_text(
+            '{"architecture": "llama", "num_parameters": 1234}')
+        return Path(out)
+
+    monkeypatch.setattr(cli, "convert_gguf", fake_convert)
+    source = write_gguf(tmp_path / "m.gguf")
+    assert main(["models", "import", str(source), "--out", str(tmp_path / "a")]) == 0
+    assert "wrote llama from" in capsys.readouterr().out and converted == [source]
+    monkeypatch.setattr(cli, "packaged_gguf", lambda name: source if name == "smollm2-135m-instruct" else None)
+    assert main(["models", "make", "smollm2-135m-instruct", "--out", str(tmp_path / "b")]) == 0
+    assert converted == [source, source]
