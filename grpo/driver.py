@@ -43,7 +43,7 @@ from grpo.checkpoint import (RESUMABLE_KEYS, atomic_directory, checkpoint_dir, c
 from grpo.cluster import ensure_ray
 from grpo.config import ClusterConfig, RLStage
 from grpo.data.loading import load_rows
-from grpo.data.templates import TEMPLATES
+from grpo.data.templates import prompt_renderer
 from common.errors import UserError
 from grpo.learner.actor import make_learners, merge_rank_metrics
 from grpo.learner.batching import TrainSample, rank_shards
@@ -110,6 +110,20 @@ class PromptSampler:
         return PromptBatch(picked_rows, picked_prompts)
 
 
+def train_samples(groups: list[list[Sample]], advantages: list, mask_truncated: bool) -> list[TrainSample]:
+    """The learner's samples of the kept groups: the engine's own prompt and response token ids and log-probs
+    (never a re-tokenization of the text, which need not give the same ids back), with one advantage per
+    sample in group order (a float, or one per token under process supervision)."""
+    out = []
+    for sample, advantage in zip((s for group in groups for s in group), advantages, strict=True):
+        truncated = sample.finish_reason == "length"
+        if truncated and mask_truncated:
+            continue
+        out.append(TrainSample(prompt_ids=list(sample.prompt_token_ids), completion_ids=list(sample.token_ids),
+                               advantage=advantage, rollout_logprobs=list(sample.logprobs), truncated=truncated))
+    return out
+
+
 class RLLoop:
     def __init__(self, stage: RLStage, model_dir: Path, stage_dir: Path, *, seed: int,
                  cluster: ClusterConfig, base_dir: Path | None = None, dtype: str = "float32",
@@ -132,8 +146,8 @@ class RLLoop:
     def _prompts(self, tokenizer) -> PromptSampler:
         dataset = load_rows(self.stage.data, base_dir=self.base_dir)
         rows = [dict(r) for r in dataset]
-        template = TEMPLATES[self.stage.template]
-        prompts = [template(r["question"], tokenizer) for r in rows]
+        render = prompt_renderer(self.stage.template, tokenizer, self.stage.chat_template)
+        prompts = [render(r["question"]) for r in rows]
         return PromptSampler(rows, prompts, self.stage.prompts_per_step, self.seed)
 
     def _start(self, resume_from: Path | None, start_step: int):
@@ -267,16 +281,7 @@ class RLLoop:
             keep, dropped = dynamic_sampling_mask(rewards, G)
         kept = [g for g in range(len(groups)) if keep[g]]
         per_sample = self._advantages(rollout, kept, rewards)
-        samples = []
-        for slot, g in enumerate(kept):
-            for j, s in enumerate(groups[g]):
-                truncated = s.finish_reason == "length"
-                if truncated and algo.mask_truncated_completions:
-                    continue
-                samples.append(TrainSample(
-                    prompt_ids=list(s.prompt_token_ids), completion_ids=list(s.token_ids),
-                    advantage=per_sample[slot * G + j], rollout_logprobs=list(s.logprobs),
-                    truncated=truncated))
+        samples = train_samples([groups[g] for g in kept], per_sample, algo.mask_truncated_completions)
         return TrainBatch(samples, rewards, kept, dropped, per_sample, sampled_by, staleness)
 
     def _start_update(self, batch: TrainBatch, learners) -> list:

@@ -44,6 +44,10 @@ def looks_like_hub_id(value: str) -> bool:
 
 def check_paths(recipe: Recipe, base_dir: Path, source: str | Path = "<recipe>") -> None:
     """Model directories named in the recipe must exist; relative ones resolve against the recipe's folder."""
+    if recipe.model.gguf is not None:
+        gguf = Path(recipe.model.gguf) if Path(recipe.model.gguf).is_absolute() else base_dir / recipe.model.gguf
+        if not gguf.is_file():
+            raise UserError(f"{source}: model.gguf: no GGUF file at {gguf}")
     named = [("model.path", recipe.model.path)]
     for i, stage in enumerate(recipe.stages):
         refs = [stage.model] + list(getattr(stage, "models", []))

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Callable
 
 from common.errors import UserError
-from grpo.config import Recipe
+from grpo.checkpoint import atomic_directory
+from grpo.config import ModelSpec, Recipe
 from grpo.recipe import looks_like_hub_id
 
 
@@ -52,3 +53,23 @@ def resolve_model_reference(ref: str | None, outputs: dict[str, Path], current: 
         return outputs[name]
     path = Path(ref)
     return path if path.is_absolute() else base_dir / path
+
+
+def materialize_model(spec: ModelSpec, base_dir: Path, build_dir: Path, where: str, echo: Callable[[str], None] = print):
+    """The model directory of a ModelSpec: `path` as it is (or a hub id), `gguf` and `package` converted once
+    into the conversion cache, `make` built into `build_dir` (unless it is already there)."""
+    from grpo.models.gguf_import import cached_conversion, packaged_gguf
+
+    if spec.path:
+        return resolve_model_path(spec.path, base_dir, where=f"{where}.path")
+    if spec.gguf or spec.package:
+        gguf = packaged_gguf(spec.package) if spec.package else (
+            Path(spec.gguf) if Path(spec.gguf).is_absolute() else base_dir / spec.gguf)
+        return cached_conversion(gguf, echo=echo)
+    from grpo.models.factory import make_model
+
+    if not (build_dir / "config.json").exists():
+        echo(f"[model] building {spec.make} (seed {spec.seed})")
+        with atomic_directory(build_dir) as tmp:
+            make_model(spec.make, tmp, seed=spec.seed, dtype=spec.dtype, overrides=spec.overrides or None)
+    return build_dir

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 
-from grpo.checkpoint import atomic_directory
 from grpo.config import DistillStage, EngineResources, EvalStage
 from grpo.data.loading import load_rows
-from grpo.data.templates import TEMPLATES
+from grpo.data.templates import prompt_renderer
 from common.errors import UserError
-from pipelines.context import StageContext, StageResult, resolve_model_path
+from pipelines.context import StageContext, StageResult, materialize_model
 from pipelines.generation import sample_completions, stage_engines
 from pipelines.sft import train_sft
 from rewards.compose import RewardComposer, repeat_columns
@@ -24,11 +23,11 @@ def run_distill(stage: DistillStage, ctx: StageContext) -> StageResult:
     from transformers import AutoTokenizer
 
     rows = [dict(r) for r in load_rows(stage.data, base_dir=ctx.base_dir)]
-    template = TEMPLATES[stage.template]
     teacher_tok = AutoTokenizer.from_pretrained(ctx.model_dir)
+    teacher_prompt = prompt_renderer(stage.template, teacher_tok, stage.chat_template)
     k = stage.num_samples
     engines = stage_engines(stage, ctx)
-    groups = sample_completions(ctx.model_dir, [template(r["question"], teacher_tok) for r in rows], k,
+    groups = sample_completions(ctx.model_dir, [teacher_prompt(r["question"]) for r in rows], k,
                                 stage.sampling, seed=ctx.recipe.seed, cluster=ctx.recipe.cluster,
                                 engines=engines, label=f"[{stage.name}] teacher generate")
     texts = [s.text for g in groups for s in g]
@@ -44,8 +43,8 @@ def run_distill(stage: DistillStage, ctx: StageContext) -> StageResult:
                 for r, t in traces))
 
     student_base = _student_base(stage, ctx)
-    student_tok = AutoTokenizer.from_pretrained(student_base)
-    summary = train_sft(student_base, [template(r["question"], student_tok) for r, _ in traces],
+    student_prompt = prompt_renderer(stage.template, AutoTokenizer.from_pretrained(student_base), stage.chat_template)
+    summary = train_sft(student_base, [student_prompt(r["question"]) for r, _ in traces],
                         [t for _, t in traces], ctx.stage_dir / "model", training=stage, seed=ctx.recipe.seed,
                         dtype=stage.student.dtype, label=f"[{stage.name}] student sft", metrics_dir=ctx.stage_dir)
     summary.update({"teacher samples": len(texts), "traces kept": len(traces)})
@@ -65,19 +64,12 @@ def student_probe(stage: DistillStage, engines: EngineResources) -> tuple[EvalSt
     temperature, max_completion_length, ...), one sample per prompt, on the teacher's engines, in the
     student's dtype unless the stage's rollout names one."""
     probe = EvalStage(name=f"{stage.name}-eval", type="eval", data=stage.eval_data, rewards=stage.rewards[:1],
-                      template=stage.template, sampling=stage.sampling)
+                      template=stage.template, chat_template=stage.chat_template,
+                      sampling=stage.sampling)
     own_dtype = stage.rollout.dtype if stage.rollout is not None else None
     return probe, engines.model_copy(update={"dtype": own_dtype or stage.student.dtype})
 
 
 def _student_base(stage: DistillStage, ctx: StageContext):
-    spec = stage.student
-    if spec.path:
-        return resolve_model_path(spec.path, ctx.base_dir, where=f"stage {stage.name}: student.path")
-    from grpo.models.factory import make_model
-
-    out = ctx.stage_dir / "student_base"
-    if not (out / "config.json").exists():
-        with atomic_directory(out) as tmp:
-            make_model(spec.make, tmp, seed=spec.seed, dtype=spec.dtype, overrides=spec.overrides or None)
-    return out
+    return materialize_model(stage.student, ctx.base_dir, ctx.stage_dir / "student_base",
+                             where=f"stage {stage.name}: student", echo=ctx.echo)

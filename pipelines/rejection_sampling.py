@@ -15,7 +15,7 @@ from collections import Counter
 
 from grpo.config import RejectionSamplingStage
 from grpo.data.loading import load_rows
-from grpo.data.templates import TEMPLATES
+from grpo.data.templates import prompt_renderer
 from common.errors import UserError
 from pipelines.context import StageContext, StageResult
 from pipelines.generation import sample_completions, stage_engines
@@ -60,8 +60,8 @@ def run_rejection_sampling(stage: RejectionSamplingStage, ctx: StageContext) -> 
 
     rows = [dict(r) for r in load_rows(stage.data, base_dir=ctx.base_dir)]
     tokenizer = AutoTokenizer.from_pretrained(ctx.model_dir)
-    template = TEMPLATES[stage.template]
-    prompts = [template(r["question"], tokenizer) for r in rows]
+    render = prompt_renderer(stage.template, tokenizer, stage.chat_template)
+    prompts = [render(r["question"]) for r in rows]
     k = stage.num_samples
     groups = sample_completions(ctx.model_dir, prompts, k, stage.sampling, seed=ctx.recipe.seed,
                                 cluster=ctx.recipe.cluster, engines=stage_engines(stage, ctx),

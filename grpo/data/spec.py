@@ -78,7 +78,8 @@ class DatasetSpec(BaseModel, extra="forbid"):
     n: int | None = Field(None, ge=1, validate_default=True, description=(
         "Rows to generate (required for tasks); for other sources, keep at most this many (after shuffle)."))
     seed: int = Field(0, ge=0, description="Seed of the task generator and of the shuffle.")
-    difficulty: int = Field(1, ge=1, le=max(ARITHMETIC_LEVELS), description="task:arithmetic only: level 1..5.")
+    difficulty: int = Field(1, ge=min(ARITHMETIC_LEVELS), le=max(ARITHMETIC_LEVELS), description=(
+        "task:arithmetic only: level 0 (one-digit +), 1 (two-digit +) .. 5 (four 4-digit numbers, + - *)."))
     imperfections: Imperfections | None = Field(None, description=(
         "Tasks only, for SFT data: shares of rows whose written target is imperfect, like cold-start traces "
         "written by people or models. The rows' gold `answer` stays right, so rewards still score the truth."))

@@ -1,12 +1,28 @@
 """Prompt templates (question -> prompt text) and the R1 completion format (reasoning, answer -> target text).
 
-A recipe names its template; every template is called as `template(question, tokenizer)` so the RL loop,
-SFT and eval build prompts the same way.
+A recipe names its template; every stage builds its prompts with `prompt_renderer(template, tokenizer,
+chat_template)`, so the RL loop, SFT, eval, rejection sampling and distillation build them the same way.
+Where the tokenizer has a chat template (a real instruct model), the template's text becomes a user turn of
+it with the assistant turn opened (`chat_template: auto`, the default; true / false force it on / off).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Literal, Union
+
+from common.errors import UserError
+
+# The toolkit's own tokenizers (grpo.models.tokenizer, for models built from presets): Qwen2.5's ChatML layout
+# without its default system prompt (a tiny model has no use for one and every prompt would pay for it).
+# `add_generation_prompt` opens the assistant turn for sampling.
+TOOLKIT_CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+ChatTemplateChoice = Union[Literal["auto"], bool]
 
 # DeepSeek-R1 (arXiv 2501.12948), Table 1, word for word.
 R1_ZERO_TEMPLATE = (
@@ -72,3 +88,45 @@ TEMPLATES: dict[str, Callable[[str, Any], str]] = {
     "chat": chat_prompt,
     "plain": plain_prompt,
 }
+
+
+def uses_chat_template(tokenizer: Any, chat_template: ChatTemplateChoice = "auto") -> bool:
+    """Whether prompts go through the tokenizer's chat template.
+
+    "auto": where the tokenizer has one, except the toolkit's own tokenizers: a model built from a preset is
+    randomly initialised, so its template carries no learned meaning, and the tiny recipes train it on the
+    bare R1-Zero prompt.
+    """
+    template = getattr(tokenizer, "chat_template", None)
+    if chat_template == "auto":
+        return bool(template) and template != TOOLKIT_CHAT_TEMPLATE
+    if chat_template and not template:
+        raise UserError("chat_template: true, but the model's tokenizer has no chat template; use auto or false")
+    return bool(chat_template)
+
+
+def prompt_renderer(template: str, tokenizer: Any, chat_template: ChatTemplateChoice = "auto"
+                    ) -> Callable[[str], str]:
+    """question -> prompt text of template `template` ("r1_zero", "chat", "plain"), put through the
+    tokenizer's chat template as a user turn (assistant turn opened) where `uses_chat_template` says so.
+    Template "chat" is the question alone in a user turn, whatever `chat_template` says."""
+    text = TEMPLATES[template]
+    if template == "chat" or not uses_chat_template(tokenizer, chat_template):
+        return lambda question: text(question, tokenizer)
+    return lambda question: tokenizer.apply_chat_template(
+        [{"role": "user", "content": text(question, tokenizer)}], tokenize=False, add_generation_prompt=True)
+
+
+def end_of_turn_ids(tokenizer: Any) -> list[int]:
+    """Token ids that end a response: the chat template's end-of-turn token (ChatML's <|im_end|>, Llama 3's
+    <|eot_id|>: the first token the template writes after an assistant message) and the tokenizer's EOS."""
+    ids = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+    if getattr(tokenizer, "chat_template", None):
+        marker = "Zq7 marker"
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"},
+                                              {"role": "assistant", "content": marker}], tokenize=False)
+        after = text[text.index(marker) + len(marker):]
+        following = tokenizer.encode(after, add_special_tokens=False)[:1] if after else []
+        special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}))
+        ids += [t for t in following if t in special]
+    return sorted(set(ids))

@@ -23,7 +23,7 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, 
 from transformers import PreTrainedTokenizerFast
 
 from grpo.data.tasks import ARITHMETIC_LEVELS, generate_arithmetic, generate_countdown, solution_trace
-from grpo.data.templates import format_r1_completion, format_r1_zero
+from grpo.data.templates import TOOLKIT_CHAT_TEMPLATE, format_r1_completion, format_r1_zero
 from common.errors import UserError
 
 PAD_TOKEN = "<|endoftext|>"
@@ -31,15 +31,6 @@ IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
 SPECIAL_TOKENS = [PAD_TOKEN, IM_START, IM_END]
 REASONING_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
-
-# Qwen2.5's ChatML layout without its default system prompt (a tiny model has no use for one and every
-# prompt would pay for it). `add_generation_prompt` opens the assistant turn for sampling.
-CHAT_TEMPLATE = (
-    "{%- for message in messages %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
 
 _RESERVED = re.compile("|".join(re.escape(token) for token in SPECIAL_TOKENS + REASONING_TOKENS))
 
@@ -64,7 +55,10 @@ SNIPPETS = [
 def builtin_corpus() -> Iterator[str]:
     """The training text: R1-format traces of the synthetic tasks (grpo.data.tasks), in plain and chat
     layout; the vendored GSM8K and MATH-500 subsets (English word problems, LaTeX); SNIPPETS."""
-    rows = [row for level in ARITHMETIC_LEVELS for row in generate_arithmetic(200, seed=0, difficulty=level)]
+    # Levels 1-5 only: level 0's one-digit questions hold nothing new, and the corpus (so every tiny model's
+    # vocabulary) stays what it was before that level existed.
+    rows = [row for level in ARITHMETIC_LEVELS if level >= 1
+            for row in generate_arithmetic(200, seed=0, difficulty=level)]
     rows += generate_countdown(200, seed=0)
     for row in rows:
         completion = format_r1_completion(solution_trace(row), row["answer"])
@@ -115,6 +109,6 @@ def train_tokenizer(vocab_size: int = 1024, extra_corpus: Iterable[str] = ()) ->
         pad_token=PAD_TOKEN,
         bos_token=None,
         unk_token=None,
-        chat_template=CHAT_TEMPLATE,
+        chat_template=TOOLKIT_CHAT_TEMPLATE,
         clean_up_tokenization_spaces=False,
     )

@@ -24,13 +24,14 @@ import itertools
 import os
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from common.errors import UserError
+from grpo.data.templates import end_of_turn_ids
 from grpo.rollout.weights_io import (SYNC_DIR, check_shapes, checkpoint_layout, read_shapes, skeleton,
                                      weight_files, write_safetensors)
 
@@ -53,6 +54,8 @@ class SamplingConfig:
     max_prompt_tokens: int | None = None  # a longer prompt is refused (the recipe's max_prompt_length)
     min_tokens: int = 0
     stop: list[str] = field(default_factory=list)
+    # Besides these, the engine always stops at its tokenizer's EOS and chat end-of-turn tokens (end_of_turn_ids).
+    stop_token_ids: list[int] = field(default_factory=list)
     seed: int | None = None
 
     def to_vllm(self, n: int, prompt_index: int):
@@ -65,7 +68,7 @@ class SamplingConfig:
         try:
             return SamplingParams(
                 n=n, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, max_tokens=self.max_tokens,
-                min_tokens=self.min_tokens, stop=list(self.stop), seed=seed,
+                min_tokens=self.min_tokens, stop=list(self.stop), stop_token_ids=list(self.stop_token_ids), seed=seed,
                 # 0: the log-prob of the sampled token only.
                 logprobs=0,
                 # The text a reward sees is then the decoding of the token ids the learner trains on.
@@ -150,6 +153,9 @@ class RolloutEngine:
 
         self.llm = LLM(**args)
         self.tokenizer = self.llm.get_tokenizer()
+        # An instruct model ends its turn with the chat template's end-of-turn token (<|im_end|>), which its
+        # config's EOS need not be: every request stops at either.
+        self.stop_token_ids = end_of_turn_ids(self.tokenizer)
 
     # ------------------------------------------------------------------------------------------ sampling
 
@@ -203,6 +209,7 @@ class RolloutEngine:
         if num_generations < 1:
             raise UserError(f"num_generations must be at least 1, got {num_generations}")
         token_prompts = [self._prompt_ids(p, i) for i, p in enumerate(prompts)]
+        sampling = replace(sampling, stop_token_ids=sorted(set(sampling.stop_token_ids) | set(self.stop_token_ids)))
         limit = sampling.max_prompt_tokens
         for i, ids in enumerate(token_prompts):
             if limit is not None and len(ids) > limit:
@@ -225,7 +232,10 @@ class RolloutEngine:
 
     def _prompt_ids(self, prompt: str | list[int], index: int) -> list[int]:
         if isinstance(prompt, str):
-            ids = self.tokenizer.encode(prompt)
+            # A prompt rendered by a chat template already holds its BOS token (if the template writes one), as
+            # apply_chat_template(tokenize=True) leaves it: the tokenizer must not add a second.
+            bos = self.tokenizer.bos_token
+            ids = self.tokenizer.encode(prompt, add_special_tokens=not (bos and prompt.startswith(bos)))
         elif isinstance(prompt, (list, tuple)) and all(isinstance(t, int) for t in prompt):
             ids = list(prompt)
             vocab = self.hf_config.get_text_config().vocab_size

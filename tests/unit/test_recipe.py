@@ -154,7 +154,8 @@ CASES = {
     ),
     "both model sources": (
         lambda r: r["model"].update(path="somewhere"),
-        "model: give exactly one of `make` (a preset to build) or `path` (a model directory)",
+        "model: give exactly one of `make` (a preset to build), `path` (a model directory), `gguf` (a GGUF file) "
+        "or `package` (a packaged model); got make, path",
     ),
     "duplicate stage names": (
         lambda r: r["stages"][1].update(name="warmup"),

@@ -117,7 +117,7 @@ def test_levels_set_digits_operands_and_operators(difficulty):
 
 def test_levels_grow_harder():
     levels = [ARITHMETIC_LEVELS[d] for d in sorted(ARITHMETIC_LEVELS)]
-    assert sorted(ARITHMETIC_LEVELS) == [1, 2, 3, 4, 5]
+    assert sorted(ARITHMETIC_LEVELS) == [0, 1, 2, 3, 4, 5]
     for easier, harder in zip(levels, levels[1:]):
         assert easier.digits <= harder.digits and easier.operands <= harder.operands
         assert set(easier.operators) <= set(harder.operators)

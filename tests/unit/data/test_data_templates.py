@@ -6,8 +6,9 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from grpo.data.templates import (R1_ZERO_TEMPLATE, TEMPLATES, apply_chat, format_r1_completion,
-                                 format_r1_zero)
+from common.errors import UserError
+from grpo.data.templates import (R1_ZERO_TEMPLATE, TEMPLATES, TOOLKIT_CHAT_TEMPLATE, apply_chat, end_of_turn_ids,
+                                 format_r1_completion, format_r1_zero, prompt_renderer, uses_chat_template)
 
 # Copied from design.md (DeepSeek-R1, Table 1).
 DESIGN_TEMPLATE = (
@@ -77,3 +78,32 @@ def test_templates_registry():
     assert TEMPLATES["chat"]("hello?", with_template) == "<|user|>hello?\n<|assistant|>"
     assert TEMPLATES["chat"]("hello?", without) == format_r1_zero("hello?")
     assert TEMPLATES["plain"]("hello?", with_template) == "hello?"
+
+
+def test_chat_template_choice():
+    with_template, without = make_tokenizer(CHAT_TEMPLATE), make_tokenizer(None)
+    assert uses_chat_template(with_template) and not uses_chat_template(without)
+    assert not uses_chat_template(with_template, False)
+    # The toolkit's own tokenizers (random-init presets) keep the bare prompt under auto.
+    assert not uses_chat_template(make_tokenizer(TOOLKIT_CHAT_TEMPLATE))
+    assert uses_chat_template(make_tokenizer(TOOLKIT_CHAT_TEMPLATE), True)
+    with pytest.raises(UserError, match="chat_template: true, but the model's tokenizer has no chat template"):
+        uses_chat_template(without, True)
+
+
+def test_prompt_renderer_puts_the_r1_zero_prompt_in_a_user_turn():
+    with_template, without = make_tokenizer(CHAT_TEMPLATE), make_tokenizer(None)
+    assert prompt_renderer("r1_zero", with_template)("hello?") == f"<|user|>{format_r1_zero('hello?')}\n<|assistant|>"
+    assert prompt_renderer("r1_zero", with_template, False)("hello?") == format_r1_zero("hello?")
+    assert prompt_renderer("r1_zero", without)("hello?") == format_r1_zero("hello?")
+    assert prompt_renderer("plain", with_template)("hello?") == "<|user|>hello?\n<|assistant|>"
+    assert prompt_renderer("chat", with_template, False)("hello?") == "<|user|>hello?\n<|assistant|>"
+
+
+def test_end_of_turn_ids_are_the_template_token_after_a_reply_and_eos():
+    from grpo.models.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer(512)  # ChatML: <|im_end|> closes a turn and is also its EOS
+    assert end_of_turn_ids(tokenizer) == [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    tokenizer.eos_token = "<|endoftext|>"
+    assert end_of_turn_ids(tokenizer) == sorted(tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"]))

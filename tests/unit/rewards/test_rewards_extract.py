@@ -88,8 +88,8 @@ def test_megabytes_of_openers_are_scanned_in_linear_time():
 
 
 def test_unknown_extractor_names_the_valid_ones():
-    with pytest.raises(UserError, match="boxed, answer_tag, gsm8k, auto"):
-        extract_answers("x", "last_number")
+    with pytest.raises(UserError, match="boxed, answer_tag, gsm8k, last_number, auto"):
+        extract_answers("x", "first_number")
 
 
 def test_gold_answer_reduces_worked_solutions_to_their_final_answer():
@@ -129,3 +129,11 @@ def test_normalize_answer(raw, normal):
 ])
 def test_count_list_items(answer, items):
     assert count_list_items(answer) == items
+
+
+def test_last_number_reads_a_prose_answer():
+    assert extract_answers("5 + 3 = 8, so the answer is 8.", "last_number").answers == ["8"]
+    assert extract_answers("It is -2.5 or maybe 7", "last_number").answers == ["7"]
+    assert extract_answers("no digits here", "last_number").status is ExtractStatus.NO_ANSWER
+    # Never picked by auto, which keeps to explicit answers.
+    assert extract_answers("the sum is 8", "auto").status is ExtractStatus.NO_ANSWER
