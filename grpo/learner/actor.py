@@ -48,6 +48,11 @@ class LearnerHost:
     def train(self, samples, global_num_samples):
         return self.learner.train(samples, global_num_samples)
 
+    def compute_logprobs(self, samples):
+        """The learner's log-probs of `samples` under the sampling distribution: what a weight-sync parity check
+        compares with the engine's (tests/integration/test_real_model.py does, through Ray)."""
+        return self._call_with_peers_if_sharded("compute_logprobs", samples)
+
     def gather_full_state_dict_on_rank0(self):
         return self._call_with_peers_if_sharded("gather_full_state_dict_on_rank0")
 

@@ -177,7 +177,7 @@ class Learner:
     def compute_logprobs(self, samples: list[TrainSample]) -> list[list[float]]:
         """Current-policy log-probs of each sample's completion (eval mode, no grad), as the loss computes them:
         what the parity tests compare with the engine's and across precisions (test_rollout_sync.py,
-        test_learner_precision.py). Under fsdp2 every rank must call it. The RL loop needs no such call:
+        test_learner_precision.py; test_real_model.py through LearnerHost). Under fsdp2 every rank must call it. The RL loop needs no such call:
         train() measures the same gap every step (rollout/logprob_mismatch)."""
         self.model.eval()
         self._fill_logprobs(samples, "old_logprobs", self.policy)

@@ -70,7 +70,7 @@ def test_cuda_rollout_worker_takes_the_learner_weights(ray_session, tiny_qwen2_d
             generator = torch.Generator(device="cuda").manual_seed(0)
             for p in learner.model.parameters():
                 p.add_(torch.randn(p.shape, generator=generator, device=p.device) * p.std().clamp_min(1e-2))
-        stats = ray.get(worker.update_weights.remote(learner.sync_state_dict(), 1))
+        stats = ray.get(worker.update_weights.remote(learner.gather_full_state_dict_on_rank0(), 1))
         after = mismatch(gather([worker.generate.remote(PROMPTS, 4, SAMPLING)]), learner)
     finally:
         ray.kill(worker)

@@ -115,7 +115,7 @@ def engine_vs_learner(worker, learner, sampling: SamplingConfig) -> float:
     pytest.param(SamplingConfig(temperature=0.7, top_p=0.9, max_tokens=32, seed=11), id="T0.7-top_p0.9")])
 def test_sync_parity_on_the_real_model(smollm2_worker, smollm2_dir, perturbed_smollm2_dir, sampling):
     """A learner actor holding heavily perturbed SmolLM2 weights and the rollout worker, both real Ray actors:
-    the stale engine is far off, and after the learner's sync_state_dict goes through Ray to the worker the
+    the stale engine is far off, and after the learner's gathered state dict goes through Ray to the worker the
     engine's log-probs of its own samples equal the learner's (under the same temperature and top-p)."""
     (learner,) = make_learners(
         1, 1, 0, model_dir=str(perturbed_smollm2_dir), reference_dir=str(perturbed_smollm2_dir),
@@ -125,7 +125,7 @@ def test_sync_parity_on_the_real_model(smollm2_worker, smollm2_dir, perturbed_sm
     try:
         stale = engine_vs_learner(smollm2_worker, learner, sampling)
         assert stale >= STALE_AT_LEAST, f"a stale engine passes: {stale:.3g}"
-        ray.get(smollm2_worker.update_weights.remote(learner.sync_state_dict.remote(), version + 1))
+        ray.get(smollm2_worker.update_weights.remote(learner.gather_full_state_dict_on_rank0.remote(), version + 1))
         synced = engine_vs_learner(smollm2_worker, learner, sampling)
         print(f"SmolLM2 T={sampling.temperature} top_p={sampling.top_p}: stale {stale:.3g}, "
               f"after the sync {synced:.3g}")
