@@ -99,6 +99,12 @@ def config_changes(old: dict, new: dict) -> dict[str, tuple]:
     return {k: (old[k], new[k]) for k in sorted(old.keys() & new.keys()) if old[k] != new[k]}
 
 
+def fixed_changes(old: dict, new: dict) -> dict[str, tuple]:
+    """The changes (config_changes) to keys outside RESUMABLE_KEYS: those that make a stage's earlier results,
+    finished or checkpointed, not the ones this config would give."""
+    return {k: v for k, v in config_changes(old, new).items() if k not in RESUMABLE_KEYS}
+
+
 def describe_changes(changes: dict[str, tuple]) -> str:
     return ", ".join(f"{key} {json.dumps(a)} -> {json.dumps(b)}" for key, (a, b) in changes.items())
 

@@ -37,9 +37,8 @@ import torch
 
 from grpo.algorithms.advantages import compute_advantages, scale_negative_advantages
 from grpo.algorithms.shaping import advantage_stats, dynamic_sampling_mask
-from grpo.checkpoint import (RESUMABLE_KEYS, atomic_directory, checkpoint_dir, checkpoint_state, config_changes,
-                             config_fingerprint, describe_changes, flat_config, latest_checkpoint, prune,
-                             write_json)
+from grpo.checkpoint import (atomic_directory, checkpoint_dir, checkpoint_state, config_fingerprint, describe_changes,
+                             fixed_changes, flat_config, latest_checkpoint, prune, write_json)
 from grpo.cluster import ensure_ray
 from grpo.config import ClusterConfig, RLStage
 from grpo.data.loading import load_rows
@@ -50,7 +49,7 @@ from grpo.learner.batching import TrainSample, rank_shards
 from grpo.learner.logprobs import SamplingDistribution
 from grpo.metrics import MetricsLogger
 from grpo.process_supervision import process_advantages
-from grpo.rollout.actor import finished_groups, make_rollout_workers, start_streams
+from grpo.rollout.actor import engine_worker_options, finished_groups, make_rollout_workers, start_streams
 from grpo.rollout.engine import Sample, SamplingConfig
 from rewards.compose import ComposedRewards, RewardComposer, repeat_columns
 from rewards.steps import StepScore, StepScorer
@@ -170,11 +169,7 @@ class RLLoop:
                 ray.get([a.load_adapter.remote(str(resume_from)) for a in learners])
             ray.get([a.load_trainer_state.remote(str(resume_from)) for a in learners])
         workers = make_rollout_workers(
-            stage.rollout.num_workers, str(engine_dir), stage.rollout.num_cpus_per_worker,
-            num_gpus_per_worker=stage.rollout.num_gpus_per_worker, dtype=stage.rollout.dtype or self.dtype,
-            seed=self.seed,
-            max_model_len=stage.rollout.max_model_len, kv_cache_gib=stage.rollout.kv_cache_gib,
-            gpu_memory_utilization=stage.rollout.gpu_memory_share(),
+            model_dir=str(engine_dir), seed=self.seed, **engine_worker_options(stage.rollout, self.dtype),
             weights_version=start_step)  # versions count learner steps, so staleness is right after a resume
         return learners, workers
 
@@ -233,10 +228,7 @@ class RLLoop:
         """Sample batch `step` on the workers and score each group as it arrives."""
         stage, G = self.stage, self.stage.algorithm.num_generations
         batch = sampler.batch(step)
-        sampling = SamplingConfig(
-            temperature=stage.rollout.temperature, top_p=stage.rollout.top_p, top_k=stage.rollout.top_k,
-            max_tokens=stage.rollout.max_completion_length, max_prompt_tokens=stage.rollout.max_prompt_length,
-            seed=self.seed * 1_000_003 + step * 100_003)
+        sampling = SamplingConfig.from_options(stage.rollout, seed=self.seed * 1_000_003 + step * 100_003)
         started = time.perf_counter()
         streams = start_streams(workers, batch.prompts, G, sampling)
         groups: dict[int, list[Sample]] = {}
@@ -397,8 +389,7 @@ class RLLoop:
         state = checkpoint_state(checkpoint)
         name, step = self.stage.name, state["step"]
         if "config" in state and state.get("fingerprint") != config_fingerprint(self.config):
-            changed = {k: v for k, v in config_changes(state["config"], self.config).items()
-                       if k not in RESUMABLE_KEYS}
+            changed = fixed_changes(state["config"], self.config)
             if changed:
                 raise UserError(f"stage '{name}' changed since its checkpoint {checkpoint.name}: "
                                 f"{describe_changes(changed)}; rerun with --force {name} to start it again")

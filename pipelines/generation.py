@@ -7,14 +7,13 @@ max_model_len the RL stage uses, not on one CPU worker.
 
 from __future__ import annotations
 
-from typing import Any
 
 import ray
 
 from grpo import progress
 from grpo.cluster import ensure_ray
 from grpo.config import ClusterConfig, EngineResources, SamplingOptions
-from grpo.rollout.actor import finished_groups, make_rollout_workers, start_streams
+from grpo.rollout.actor import engine_worker_options, finished_groups, make_rollout_workers, start_streams
 from grpo.rollout.engine import SamplingConfig
 from pipelines.context import StageContext
 
@@ -24,20 +23,6 @@ def stage_engines(stage, ctx: StageContext) -> EngineResources:
     cluster has GPUs."""
     ensure_ray(ctx.recipe.cluster)
     return ctx.recipe.sampling_engines(stage, gpus=ray.cluster_resources().get("GPU", 0) > 0)
-
-
-def worker_options(engines: EngineResources) -> dict[str, Any]:
-    """make_rollout_workers' arguments (besides the model and seed) for `engines`."""
-    return {"n": engines.num_workers, "num_cpus_per_worker": engines.num_cpus_per_worker,
-            "num_gpus_per_worker": engines.num_gpus_per_worker, "dtype": engines.dtype or "float32",
-            "max_model_len": engines.max_model_len, "kv_cache_gib": engines.kv_cache_gib,
-            "gpu_memory_utilization": engines.gpu_memory_share()}
-
-
-def sampling_config(sampling: SamplingOptions, seed: int) -> SamplingConfig:
-    return SamplingConfig(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
-                          max_tokens=sampling.max_completion_length,
-                          max_prompt_tokens=sampling.max_prompt_length, seed=seed)
 
 
 def sample_completions(model_dir, prompts: list[str], num_samples: int, sampling: SamplingOptions, *,
@@ -50,11 +35,11 @@ def sample_completions(model_dir, prompts: list[str], num_samples: int, sampling
     "<label> prompts", moves with each prompt."""
     ensure_ray(cluster)
     workers = make_rollout_workers(model_dir=str(model_dir), seed=seed,
-                                   **worker_options(engines or EngineResources()))
+                                   **engine_worker_options(engines or EngineResources()))
     try:
         groups: list = [None] * len(prompts)
         with progress.progress(len(prompts), f"{label} prompts") as bar:
-            streams = start_streams(workers, prompts, num_samples, sampling_config(sampling, seed))
+            streams = start_streams(workers, prompts, num_samples, SamplingConfig.from_options(sampling, seed))
             for index, group in finished_groups(streams):
                 groups[index] = group
                 bar.advance(1)

@@ -35,8 +35,7 @@ import yaml
 
 from common.errors import UserError
 from grpo import progress
-from grpo.checkpoint import (RESUMABLE_KEYS, config_changes, describe_changes, flat_config,
-                             write_json)
+from grpo.checkpoint import config_changes, describe_changes, fixed_changes, flat_config, write_json
 from grpo.cluster import route_worker_logs
 from grpo.config import Recipe
 from grpo.metrics import forwarding_to
@@ -183,7 +182,7 @@ def plan_stages(recipe: Recipe, state: dict, force: list[str]) -> dict[str, tupl
 
 def _finished_stage_plan(name: str, old: dict, new: dict) -> tuple[str, str]:
     changes = config_changes(old, new)
-    fixed = {key: change for key, change in changes.items() if key not in RESUMABLE_KEYS}
+    fixed = fixed_changes(old, new)
     if fixed:
         raise UserError(f"stage '{name}' changed since it finished: {describe_changes(fixed)}; "
                         f"rerun with --force {name} to run it again")

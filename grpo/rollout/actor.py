@@ -46,6 +46,16 @@ class RolloutWorker:
         self.engine.close()
 
 
+
+def engine_worker_options(engines, default_dtype: str = "float32") -> dict[str, Any]:
+    """make_rollout_workers' arguments (besides the model, seed and weights version) for a recipe's engine
+    section (grpo.config.EngineResources: an RL stage's rollout, a sampling stage's resolved one); `dtype`
+    falls back to `default_dtype` (the model's) where the section leaves it out."""
+    return {"n": engines.num_workers, "num_cpus_per_worker": engines.num_cpus_per_worker,
+            "num_gpus_per_worker": engines.num_gpus_per_worker, "dtype": engines.dtype or default_dtype,
+            "max_model_len": engines.max_model_len, "kv_cache_gib": engines.kv_cache_gib,
+            "gpu_memory_utilization": engines.gpu_memory_share()}
+
 def make_rollout_workers(n: int, model_dir: str | Path, num_cpus_per_worker: float, *,
                          num_gpus_per_worker: float = 0.0, **engine_kwargs: Any) -> list:
     """Start `n` RolloutWorker actors over `model_dir` (RolloutEngine keyword arguments in `engine_kwargs`)

@@ -58,6 +58,13 @@ class SamplingConfig:
     stop_token_ids: list[int] = field(default_factory=list)
     seed: int | None = None
 
+    @classmethod
+    def from_options(cls, options, seed: int | None) -> "SamplingConfig":
+        """The config of a recipe's sampling options (grpo.config.SamplingOptions, which an RL stage's rollout
+        extends): the one mapping of recipe names to these, for the RL loop and the sampling stages alike."""
+        return cls(temperature=options.temperature, top_p=options.top_p, top_k=options.top_k,
+                   max_tokens=options.max_completion_length, max_prompt_tokens=options.max_prompt_length, seed=seed)
+
     def to_vllm(self, n: int, prompt_index: int):
         """vLLM SamplingParams for `n` samples of the prompt at `prompt_index` (its seed, see above)."""
         from vllm import SamplingParams

@@ -5,7 +5,7 @@ the defaults hold (one GPU per worker where the cluster has GPUs). Pure: no engi
 from __future__ import annotations
 
 from grpo.config import Recipe
-from pipelines.generation import worker_options
+from grpo.rollout.actor import engine_worker_options as worker_options
 
 
 def recipe(eval_rollout=None, rl_rollout=None, with_rl=True, dtype="bfloat16") -> Recipe:
